@@ -154,6 +154,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1 is JSON Schema 2020-12, so node config schemas are published as they are.
+    "OAS_VERSION": "3.1.0",
 }
 
 # A pipeline document larger than this is refused before parsing (HTTP 413).

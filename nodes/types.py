@@ -1,0 +1,297 @@
+"""The built-in node types: their keys, handles and config schemas.
+
+Executors arrive with the execution engine and the data plane; here each type declares
+what a valid node of it looks like. Any string value may instead be a `{{ ... }}` template,
+which is checked when a run resolves it (see `pipelines/graph_validation.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from nodes.expressions import has_template
+from nodes.registry import ERROR_HANDLE, ConfigError, NodeType, register
+
+DATASET_REF = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "description": "Dataset name, or a template such as {{ params.input_dataset }}.",
+}
+VERSION_REF = {
+    "description": "A dataset version number, or latest.",
+    "anyOf": [{"type": "integer", "minimum": 1}, {"const": "latest"}],
+    "default": "latest",
+}
+OPERATOR_STEP = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "config": {"type": "object", "default": {}},
+    },
+}
+SHARDS = {
+    "description": "Split the input into shards run as parallel tasks: auto, or a count.",
+    "anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1, "maximum": 256}],
+    "default": "auto",
+}
+
+
+@register
+class InputDataset(NodeType):
+    key = "input_dataset"
+    category = "data"
+    label = "Input Dataset"
+    description = "Reads a dataset version (latest or pinned) as the records that flow downstream."
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["dataset"],
+        "properties": {"dataset": DATASET_REF, "version": VERSION_REF},
+    }
+
+
+@register
+class OutputDataset(NodeType):
+    key = "output_dataset"
+    category = "data"
+    label = "Output Dataset"
+    description = "Writes the incoming records as a new version of a named dataset."
+    needs_input = True
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["dataset"],
+        "properties": {
+            "dataset": DATASET_REF,
+            "mode": {"enum": ["overwrite", "append"], "default": "overwrite"},
+        },
+    }
+
+
+@register
+class DataCollection(NodeType):
+    key = "data_collection"
+    category = "data"
+    label = "Data Collection"
+    description = "Collects records from files under allowed roots, allowed HTTP(S) URLs or a SQL query."
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "task": {"type": "string", "minLength": 1, "description": "A saved collection task, by name."},
+            "source": {"enum": ["files", "http", "sql"]},
+            "paths": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 1000},
+            "urls": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 1000},
+            "query": {"type": "string"},
+            "connection": {"type": "string", "description": "Name of a configured database connection."},
+            "format": {"enum": ["auto", "jsonl", "json", "csv", "parquet", "text"], "default": "auto"},
+        },
+    }
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
+        if "task" in config:
+            return []
+        source = config.get("source")
+        if source is None:
+            return [ConfigError("source", "set either a saved collection task or an inline source")]
+        needed = {"files": "paths", "http": "urls", "sql": "query"}[source]
+        if not config.get(needed):
+            return [ConfigError(needed, f"required when source is {source}")]
+        return []
+
+
+@register
+class DataCleaning(NodeType):
+    key = "data_cleaning"
+    category = "data"
+    label = "Data Cleaning"
+    description = "Runs a chain of cleaning operators (mappers, filters, deduplicators) over the records."
+    needs_input = True
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "task": {"type": "string", "minLength": 1, "description": "A saved cleaning task, by name."},
+            "operators": {"type": "array", "items": OPERATOR_STEP, "maxItems": 100},
+            "text_field": {"type": "string", "minLength": 1, "default": "text"},
+            "shards": SHARDS,
+        },
+    }
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
+        if "task" not in config and not config.get("operators"):
+            return [ConfigError("operators", "add at least one operator, or choose a saved cleaning task")]
+        return []
+
+
+@register
+class DataSynthesis(NodeType):
+    key = "data_synthesis"
+    category = "data"
+    label = "Data Synthesis"
+    description = "Generates new records from a prompt template, per input record or from scratch."
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["prompt_template"],
+        "properties": {
+            "prompt_template": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1, "default": "builtin-template"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
+            "output_field": {"type": "string", "minLength": 1, "default": "text"},
+            "shards": SHARDS,
+        },
+    }
+
+
+@register
+class DataAnnotation(NodeType):
+    key = "data_annotation"
+    category = "data"
+    label = "Data Annotation"
+    description = "Labels each record (rules or a model) and writes the label into a field."
+    needs_input = True
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["labels"],
+        "properties": {
+            "labels": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1000},
+            "method": {"enum": ["rules", "model"], "default": "rules"},
+            "instruction": {"type": "string"},
+            "text_field": {"type": "string", "minLength": 1, "default": "text"},
+            "label_field": {"type": "string", "minLength": 1, "default": "label"},
+            "shards": SHARDS,
+        },
+    }
+
+
+@register
+class Condition(NodeType):
+    key = "condition"
+    category = "logic"
+    label = "Condition Branch"
+    description = "Evaluates an expression over params and upstream outputs; continues on true or false."
+    expression_fields = ("expression",)
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["expression"],
+        "properties": {
+            "expression": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 2000,
+                "description": "e.g. nodes.clean.output.count > 1000",
+            }
+        },
+    }
+
+    @classmethod
+    def output_handles(cls, config: dict[str, Any]) -> list[str]:
+        return ["true", "false", ERROR_HANDLE]
+
+
+@register
+class Loop(NodeType):
+    key = "loop"
+    category = "logic"
+    label = "Loop"
+    description = "A container whose body runs per iteration: a count, while a condition holds, or for each item."
+    expression_fields = ("condition",)
+    is_container = True
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["mode"],
+        "properties": {
+            "mode": {"enum": ["count", "while", "for_each"], "default": "count"},
+            "count": {"type": "integer", "minimum": 0, "maximum": 100_000},
+            "condition": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "items": {"description": "A list, or a template that yields one.", "type": ["array", "string"]},
+            "max_iterations": {"type": "integer", "minimum": 1, "maximum": 100_000},
+        },
+    }
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
+        required = {"count": ["count"], "while": ["condition", "max_iterations"], "for_each": ["items"]}
+        mode = config.get("mode", "count")
+        return [
+            ConfigError(field, f"required when mode is {mode}")
+            for field in required.get(mode, [])
+            if field not in config
+        ]
+
+
+@register
+class Parallel(NodeType):
+    key = "parallel"
+    category = "logic"
+    label = "Parallel"
+    description = "Starts N branches that run concurrently; join them with any node that takes several inputs."
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"branches": {"type": "integer", "minimum": 2, "maximum": 32, "default": 2}},
+    }
+
+    @classmethod
+    def output_handles(cls, config: dict[str, Any]) -> list[str]:
+        branches = config.get("branches", 2)
+        count = branches if isinstance(branches, int) else 32  # a template: checked at run time
+        return [f"branch-{i}" for i in range(1, count + 1)] + [ERROR_HANDLE]
+
+
+@register
+class Wait(NodeType):
+    key = "wait"
+    category = "logic"
+    label = "Wait"
+    description = "A durable timer: waits a duration or until a time without holding a worker."
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "duration_seconds": {"type": "number", "minimum": 0, "maximum": 366 * 24 * 3600},
+            "until": {"type": "string", "minLength": 1, "description": "ISO 8601 time with a zone."},
+        },
+    }
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
+        if ("duration_seconds" in config) == ("until" in config):
+            return [ConfigError("duration_seconds", "set exactly one of duration_seconds and until")]
+        until = config.get("until")
+        if until is not None and not has_template(until):
+            try:
+                moment = datetime.fromisoformat(until)
+            except ValueError:
+                return [ConfigError("until", "not an ISO 8601 time, e.g. 2026-01-31T02:00:00+00:00")]
+            if moment.tzinfo is None:
+                return [ConfigError("until", "add a time zone, e.g. +00:00")]
+        return []
+
+
+@register
+class SubPipeline(NodeType):
+    key = "subpipeline"
+    category = "composition"
+    label = "Sub-pipeline"
+    description = "Runs another pipeline as a child run; its outputs become this node's output."
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["pipeline"],
+        "properties": {
+            "pipeline": {"type": "integer", "minimum": 1, "description": "Id of the pipeline to run."},
+            "version": VERSION_REF,
+            "parameters": {"type": "object", "description": "Child parameter values; templates allowed."},
+        },
+    }

@@ -1,0 +1,201 @@
+"""Admin for pipelines, versions and templates.
+
+The graph is edited as its JSON document in the pipeline form and saved through
+`services.save_graph`, like every other client: validation errors show on the form, and
+each save is a new version. Nodes and edges are shown inline, read-only; their history
+(simple-history) is on the history pages.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from simple_history.admin import SimpleHistoryAdmin
+
+from pipelines import documents, services
+from pipelines.graph_validation import GraphInvalid, validate_document
+from pipelines.models import Edge, Node, Pipeline, PipelineVersion, Template
+
+
+class PipelineAdminForm(forms.ModelForm):
+    document = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 30, "cols": 120, "style": "font-family: monospace"}),
+        help_text="The graph: parameters, nodes and edges. Name and description come from the fields above.",
+    )
+    message = forms.CharField(required=False, max_length=500, help_text="Version message.")
+
+    class Meta:
+        model = Pipeline
+        fields = ["name", "description", "owner"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            document = services.current_document(self.instance)
+            self.fields["document"].initial = {k: document[k] for k in ("parameters", "nodes", "edges")}
+
+    def clean(self):
+        cleaned = super().clean()
+        body = cleaned.get("document") or {}
+        if not isinstance(body, dict):
+            raise forms.ValidationError({"document": "must be a JSON object"})
+        document = {**body, "name": cleaned.get("name") or "", "description": cleaned.get("description") or ""}
+        errors = validate_document(document)
+        if errors:
+            raise forms.ValidationError(
+                {"document": [str(e) for e in errors]}
+            )
+        cleaned["full_document"] = document
+        return cleaned
+
+
+class NodeInline(admin.TabularInline):
+    model = Node
+    fk_name = "pipeline"
+    fields = ["key", "type", "label", "parent", "config", "settings"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class EdgeInline(admin.TabularInline):
+    model = Edge
+    fields = ["source", "source_handle", "target"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class VersionInline(admin.TabularInline):
+    model = PipelineVersion
+    fields = ["number", "message", "author", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(SimpleHistoryAdmin):
+    form = PipelineAdminForm
+    list_display = ["name", "owner", "version", "updated_at"]
+    list_filter = ["owner"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["version"]
+    inlines = [NodeInline, EdgeInline, VersionInline]
+    actions = ["validate_pipelines"]
+    history_list_display = ["pipeline_version"]
+
+    def save_model(self, request, obj, form, change):
+        document = form.cleaned_data["full_document"]
+        message = form.cleaned_data.get("message") or ("Edited in admin" if change else "Created in admin")
+        if change:
+            services.save_graph(obj, document, author=request.user, message=message)
+            obj.refresh_from_db()
+        else:
+            created = services.import_pipeline(
+                owner=form.cleaned_data["owner"], document=document, author=request.user, message=message
+            )
+            obj.pk = created.pk
+            obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        # Inlines are read-only; the graph was saved as a whole in save_model.
+        pass
+
+    @admin.action(description="Validate selected pipelines")
+    def validate_pipelines(self, request, queryset):
+        for pipeline in queryset:
+            errors = validate_document(services.current_document(pipeline))
+            if errors:
+                summary = "; ".join(str(e) for e in errors)
+                self.message_user(request, f"{pipeline.name}: {len(errors)} problem(s): {summary}", messages.ERROR)
+            else:
+                self.message_user(request, f"{pipeline.name}: valid", messages.SUCCESS)
+
+
+@admin.register(Node)
+class NodeAdmin(SimpleHistoryAdmin):
+    """Read-only: a node changes with its pipeline's document, as part of a version."""
+
+    list_display = ["key", "type", "pipeline", "label"]
+    list_filter = ["type"]
+    search_fields = ["key", "label", "pipeline__name"]
+    history_list_display = ["pipeline_version"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Edge)
+class EdgeAdmin(NodeAdmin):
+    list_display = ["pipeline", "source", "source_handle", "target"]
+    list_filter = ["source_handle"]
+    search_fields = ["pipeline__name", "source__key", "target__key"]
+
+
+@admin.register(PipelineVersion)
+class PipelineVersionAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "number", "message", "author", "created_at"]
+    search_fields = ["pipeline__name", "message"]
+    readonly_fields = ["pipeline", "number", "message", "author", "created_at", "document"]
+    actions = ["restore"]
+
+    @admin.display(description="Document")
+    def document(self, obj):
+        return documents.dumps(services.version_document(obj.pipeline, obj.number))
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Restore selected version (writes a new version)")
+    def restore(self, request, queryset):
+        for version in queryset.select_related("pipeline"):
+            try:
+                new = services.restore_version(version.pipeline, version.number, author=request.user)
+            except GraphInvalid as exc:
+                self.message_user(request, f"{version}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{version.pipeline}: restored v{version.number} as v{new.number}")
+
+
+class TemplateAdminForm(forms.ModelForm):
+    class Meta:
+        model = Template
+        fields = ["name", "slug", "description", "owner", "document"]
+
+    def clean_document(self):
+        document = self.cleaned_data["document"]
+        errors = validate_document(document)
+        if errors:
+            raise forms.ValidationError(
+                [str(e) for e in errors]
+            )
+        return documents.canonical(document)
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    form = TemplateAdminForm
+    list_display = ["name", "owner", "slug", "created_at"]
+    search_fields = ["name", "description"]
+    actions = ["instantiate"]
+
+    @admin.action(description="Create a pipeline from each selected template")
+    def instantiate(self, request, queryset):
+        for template in queryset:
+            pipeline = services.create_from_template(template, owner=request.user)
+            self.message_user(request, f"Created pipeline {pipeline.name!r} (#{pipeline.pk})")
+

@@ -1,0 +1,131 @@
+"""The pipeline graph and its versions.
+
+django-simple-history on Pipeline, Node and Edge is the version store: `save_graph` writes
+every changed row of version N with one shared history date (`_history_date`), so
+`history.as_of(version.created_at)` rebuilds version N exactly. `PipelineVersion` only
+holds the metadata of each version (number, message, author, time), never a copy of the
+graph. Every write goes through `pipelines.services`.
+"""
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+
+class VersionStampedHistory(models.Model):
+    """Extra column on every historical row: the pipeline version that wrote it."""
+
+    pipeline_version = models.PositiveIntegerField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class Pipeline(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pipelines")
+    #: Parameter definitions: [{"name", "type", "required", "default", "description", "choices"?}].
+    parameters = models.JSONField(default=list, blank=True)
+    #: Number of the latest saved version (0 before the first save).
+    version = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(bases=[VersionStampedHistory], excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self):
+        return self.name
+
+
+class Node(models.Model):
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="nodes")
+    #: Stable within the pipeline; expressions refer to it (`nodes.<key>.output`).
+    key = models.CharField(max_length=64)
+    type = models.CharField(max_length=100)
+    label = models.CharField(max_length=200, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    position_x = models.FloatField(default=0)
+    position_y = models.FloatField(default=0)
+    #: The Loop container this node belongs to, if any.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    notes = models.TextField(blank=True)
+    #: Execution settings: retries, backoff, timeout, cache, continue_on_failure, join.
+    settings = models.JSONField(default=dict, blank=True)
+
+    history = HistoricalRecords(bases=[VersionStampedHistory])
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "key"], name="node_key_unique_in_pipeline")]
+
+    def __str__(self):
+        return f"{self.key} ({self.type})"
+
+
+class Edge(models.Model):
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="edges")
+    source = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="outgoing")
+    source_handle = models.CharField(max_length=50, default="out")
+    target = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="incoming")
+
+    history = HistoricalRecords(bases=[VersionStampedHistory])
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "source_handle", "target"], name="edge_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.source.key}.{self.source_handle} → {self.target.key}"
+
+
+class PipelineVersion(models.Model):
+    """Metadata of one saved version; the graph itself is in the history tables."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    message = models.CharField(max_length=500, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    #: The history date shared by every row this version wrote.
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="version_number_unique")]
+
+    def __str__(self):
+        return f"{self.pipeline} v{self.number}"
+
+
+class Template(models.Model):
+    """A reusable pipeline document. Built-in templates have no owner and are visible to all."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, blank=True, help_text="Set on built-in templates only.")
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="pipeline_templates"
+    )
+    document = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slug"], condition=models.Q(owner__isnull=True), name="builtin_template_slug_unique"
+            )
+        ]
+
+    @property
+    def built_in(self) -> bool:
+        return self.owner_id is None
+
+    def __str__(self):
+        return self.name

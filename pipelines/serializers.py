@@ -1,0 +1,73 @@
+from rest_framework import serializers
+
+from pipelines.models import Pipeline, PipelineVersion, Template
+
+
+class PipelineSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    version = serializers.IntegerField(read_only=True, help_text="Number of the latest saved version.")
+    parameters = serializers.JSONField(read_only=True, help_text="Edit through the graph document.")
+
+    class Meta:
+        model = Pipeline
+        fields = ["id", "name", "description", "owner", "version", "parameters", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class PipelineVersionSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = PipelineVersion
+        fields = ["number", "message", "author", "created_at"]
+
+
+class PipelineVersionDetailSerializer(PipelineVersionSerializer):
+    document = serializers.JSONField(read_only=True)
+
+    class Meta(PipelineVersionSerializer.Meta):
+        fields = [*PipelineVersionSerializer.Meta.fields, "document"]
+
+
+class SaveResultSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    document = serializers.JSONField()
+
+
+class ValidationResultSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    errors = serializers.ListField(child=serializers.DictField())
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    built_in = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Template
+        fields = ["id", "name", "slug", "description", "owner", "built_in", "document", "created_at"]
+        read_only_fields = fields
+
+
+class TemplateCreateSerializer(serializers.Serializer):
+    pipeline = serializers.IntegerField(help_text="Id of a pipeline you can see.")
+    version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the latest version.")
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class InstantiateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, help_text="Default: the template's name.")
+
+
+class NodeTypeSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    category = serializers.CharField()
+    label = serializers.CharField()
+    description = serializers.CharField()
+    config_schema = serializers.JSONField()
+    expression_fields = serializers.ListField(child=serializers.CharField())
+    needs_input = serializers.BooleanField()
+    is_container = serializers.BooleanField()
+    handles = serializers.ListField(child=serializers.CharField())
+    default_config = serializers.JSONField()
