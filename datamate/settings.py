@@ -126,6 +126,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 # Serve straight from the app and project static folders: no collectstatic step needed.
 WHITENOISE_USE_FINDERS = True
 

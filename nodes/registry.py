@@ -126,6 +126,11 @@ def _load() -> None:
     _loaded = True
     from nodes import types  # noqa: F401  (registers the built-in types)
 
+    load_entry_points()
+
+
+def load_entry_points() -> None:
+    """Register the node types that installed packages declare in `datamate.node_types`."""
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             register(entry_point.load())

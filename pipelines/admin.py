@@ -97,7 +97,6 @@ class PipelineAdmin(SimpleHistoryAdmin):
         message = form.cleaned_data.get("message") or ("Edited in admin" if change else "Created in admin")
         if change:
             services.save_graph(obj, document, author=request.user, message=message)
-            obj.refresh_from_db()
         else:
             created = services.import_pipeline(
                 owner=form.cleaned_data["owner"], document=document, author=request.user, message=message

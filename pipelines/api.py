@@ -100,7 +100,6 @@ class PipelineViewSet(viewsets.ModelViewSet):
             name=serializer.validated_data.get("name"),
             description=serializer.validated_data.get("description"),
         )
-        serializer.instance.refresh_from_db()
 
     @extend_schema(methods=["GET"], responses={200: DOCUMENT_BODY["application/json"]})
     @extend_schema(
@@ -127,7 +126,6 @@ class PipelineViewSet(viewsets.ModelViewSet):
             version = services.save_graph(
                 pipeline, body, author=request.user, message=message, base_version=_if_match_version(request)
             )
-            pipeline.refresh_from_db()
             response = Response({"version": version.number, "document": services.current_document(pipeline)})
         response["ETag"] = f'"{pipeline.version}"'
         return response
@@ -194,7 +192,6 @@ class PipelineViewSet(viewsets.ModelViewSet):
         """Write a new version whose content equals version `number`."""
         pipeline = self.get_object()
         version = services.restore_version(pipeline, int(number), author=request.user)
-        pipeline.refresh_from_db()
         return Response(
             {"version": version.number, "document": services.current_document(pipeline)},
             status=status.HTTP_201_CREATED,

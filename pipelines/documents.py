@@ -99,6 +99,11 @@ def canonical_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _coordinate(value: float) -> float | int:
+    """Whole numbers as ints, so a stored float exports as the text it was imported from."""
+    return int(value) if float(value).is_integer() else value
+
+
 def canonical_node(node: dict[str, Any]) -> dict[str, Any]:
     position = node.get("position") or {}
     return {
@@ -106,7 +111,7 @@ def canonical_node(node: dict[str, Any]) -> dict[str, Any]:
         "type": node["type"],
         "label": node.get("label", ""),
         "config": copy.deepcopy(node.get("config", {})),
-        "position": {"x": position.get("x", 0), "y": position.get("y", 0)},
+        "position": {"x": _coordinate(position.get("x", 0)), "y": _coordinate(position.get("y", 0))},
         "parent": node.get("parent"),
         "notes": node.get("notes", ""),
         "settings": copy.deepcopy(node.get("settings", {})),

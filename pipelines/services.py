@@ -160,7 +160,7 @@ def save_graph(
     if errors:
         raise GraphInvalid(errors)
     doc = documents.canonical(document)
-    pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    caller_pipeline, pipeline = pipeline, Pipeline.objects.select_for_update().get(pk=pipeline.pk)
     if base_version is not None and base_version != pipeline.version:
         raise VersionConflict(pipeline.version)
     if pipeline.version and doc == current_document(pipeline):
@@ -224,9 +224,11 @@ def save_graph(
     for source, handle, target in sorted(wanted_edges - existing_edges.keys()):
         stamped(Edge(pipeline=pipeline, source=saved[source], source_handle=handle, target=saved[target])).save()
 
-    return PipelineVersion.objects.create(
+    version = PipelineVersion.objects.create(
         pipeline=pipeline, number=number, message=message[:500], author=author, created_at=moment
     )
+    caller_pipeline.refresh_from_db()
+    return version
 
 
 def create_pipeline(*, owner, name: str, description: str = "", author=None) -> Pipeline:
@@ -248,7 +250,6 @@ def import_pipeline(*, owner, document: Any, author=None, message: str = "Import
     pipeline.save()
     del pipeline.skip_history_when_saving
     save_graph(pipeline, document, author=author or owner, message=message)
-    pipeline.refresh_from_db()
     return pipeline
 
 
