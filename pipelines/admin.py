@@ -41,9 +41,7 @@ class PipelineAdminForm(forms.ModelForm):
         document = {**body, "name": cleaned.get("name") or "", "description": cleaned.get("description") or ""}
         errors = validate_document(document)
         if errors:
-            raise forms.ValidationError(
-                {"document": [str(e) for e in errors]}
-            )
+            raise forms.ValidationError({"document": [str(e) for e in errors]})
         cleaned["full_document"] = document
         return cleaned
 
@@ -179,9 +177,7 @@ class TemplateAdminForm(forms.ModelForm):
         document = self.cleaned_data["document"]
         errors = validate_document(document)
         if errors:
-            raise forms.ValidationError(
-                [str(e) for e in errors]
-            )
+            raise forms.ValidationError([str(e) for e in errors])
         return documents.canonical(document)
 
 
@@ -197,4 +193,3 @@ class TemplateAdmin(admin.ModelAdmin):
         for template in queryset:
             pipeline = services.create_from_template(template, owner=request.user)
             self.message_user(request, f"Created pipeline {pipeline.name!r} (#{pipeline.pk})")
-

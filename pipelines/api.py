@@ -258,4 +258,3 @@ class NodeTypeViewSet(viewsets.ViewSet):
             return Response(registry.get(pk).describe())
         except registry.UnknownNodeType:
             return Response({"detail": f"unknown node type {pk!r}"}, status=status.HTTP_404_NOT_FOUND)
-

@@ -264,7 +264,7 @@ def _check_structure(doc: dict[str, Any]) -> list[GraphError]:
 
     cycle = _find_cycle([n["key"] for n in doc["nodes"]], successors)
     if cycle:
-        path = " → ".join(cycle + [cycle[0]])
+        path = " → ".join([*cycle, cycle[0]])
         return [GraphError("edges", f"cycle {path}; repeat steps with a Loop node instead", cycle[0])]
 
     errors = []
@@ -287,9 +287,7 @@ def _check_structure(doc: dict[str, Any]) -> list[GraphError]:
                 queue.append(successor)
     for node in doc["nodes"]:
         if node["key"] not in reached and node["key"] in has_incoming:
-            errors.append(
-                GraphError("edges", "unreachable: no path from a starting node leads here", node["key"])
-            )
+            errors.append(GraphError("edges", "unreachable: no path from a starting node leads here", node["key"]))
     return errors
 
 

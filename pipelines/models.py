@@ -123,9 +123,9 @@ class Template(models.Model):
             )
         ]
 
+    def __str__(self):
+        return self.name
+
     @property
     def built_in(self) -> bool:
         return self.owner_id is None
-
-    def __str__(self):
-        return self.name

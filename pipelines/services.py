@@ -238,7 +238,9 @@ def create_pipeline(*, owner, name: str, description: str = "", author=None) -> 
 
 
 @transaction.atomic
-def import_pipeline(*, owner, document: Any, author=None, message: str = "Imported", name: str | None = None) -> Pipeline:
+def import_pipeline(
+    *, owner, document: Any, author=None, message: str = "Imported", name: str | None = None
+) -> Pipeline:
     """Create a pipeline from a document; its content becomes version 1. All or nothing."""
     if name is not None and isinstance(document, dict):
         document = {**document, "name": name}
@@ -253,7 +255,9 @@ def import_pipeline(*, owner, document: Any, author=None, message: str = "Import
     return pipeline
 
 
-def update_details(pipeline: Pipeline, *, author, name: str | None = None, description: str | None = None) -> PipelineVersion:
+def update_details(
+    pipeline: Pipeline, *, author, name: str | None = None, description: str | None = None
+) -> PipelineVersion:
     """Rename or re-describe: part of the document, so it is a new version like any edit."""
     document = current_document(pipeline)
     if name is not None:

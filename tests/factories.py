@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from django.contrib.auth import get_user_model
 
 from pipelines import services
 
-EXAMPLE_PATH = Path(__file__).resolve().parent.parent / "pipelines" / "builtin_templates" / "curate_annotate_or_synthesize.json"
+EXAMPLE_PATH = (
+    Path(__file__).resolve().parent.parent / "pipelines" / "builtin_templates" / "curate_annotate_or_synthesize.json"
+)
 
 
 def create_user(username: str = "alice", *, staff: bool = False, password: str = "pw-for-tests-1"):
@@ -49,7 +52,7 @@ def linear_document(n: int, name: str = "linear") -> dict[str, Any]:
     """input → clean_1 → … → clean_{n-2} → output."""
     keys = ["input"] + [f"clean_{i}" for i in range(1, n - 1)] + ["output"]
     nodes = [node("input", "input_dataset")] + [node(k) for k in keys[1:-1]] + [node("output", "output_dataset")]
-    return {"name": name, "nodes": nodes, "edges": [edge(a, b) for a, b in zip(keys, keys[1:])]}
+    return {"name": name, "nodes": nodes, "edges": [edge(a, b) for a, b in itertools.pairwise(keys)]}
 
 
 def create_pipeline(owner, document: dict[str, Any] | None = None, **overrides: Any):

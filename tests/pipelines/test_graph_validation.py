@@ -34,8 +34,11 @@ def test_example_and_builtin_shapes_are_valid():
         ({"name": "x", "nodes": {}}, "nodes", "is not of type 'array'"),
         ({"name": "x", "nodes": [{"type": "loop"}]}, "nodes[0].key", "is required"),
         ({"name": "x", "nodes": [{"key": "1abc", "type": "loop"}]}, "nodes[0].key", "must start with a letter"),
-        ({"name": "x", "nodes": [{"key": "a", "type": "loop", "position": {"x": "1", "y": 0}}]},
-         "nodes[0].position.x", "is not of type 'number'"),
+        (
+            {"name": "x", "nodes": [{"key": "a", "type": "loop", "position": {"x": "1", "y": 0}}]},
+            "nodes[0].position.x",
+            "is not of type 'number'",
+        ),
         ({"name": "x", "edges": [{"source": "a"}]}, "edges[0].target", "is required"),
         ({"name": "x", "parameters": [{"name": "p", "type": "colour"}]}, "parameters[0].type", "is not one of"),
         ({"name": "x", "nodes": [node(f"n{i}", "wait") for i in range(1001)]}, "nodes", "too many items"),

@@ -54,7 +54,12 @@ def test_example_round_trip_import_edit_diff_restore_export(alice, alice_api):
         }
     ]
     assert changed["clean"] == [
-        {"field": "config.operators", "old": original_operators(), "new": clean["config"]["operators"], "change": "changed"}
+        {
+            "field": "config.operators",
+            "old": original_operators(),
+            "new": clean["config"]["operators"],
+            "change": "changed",
+        }
     ]
     assert diff["edges"]["added"] == [edge("synthesize", "dedup_again")]
     assert diff["edges"]["removed"] == [edge("synthesize", "save_synthesized")]
