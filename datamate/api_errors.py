@@ -1,5 +1,7 @@
 """Service exceptions become HTTP answers here, once, instead of in every view."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -17,6 +19,12 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, NotFound):
         return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            {"detail": f"request body is larger than the limit of {limit} bytes"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, RecursionError):
         # json.loads of a pathologically nested body; a client error, not a crash.
         return Response({"detail": "JSON body is nested too deeply"}, status=status.HTTP_400_BAD_REQUEST)
