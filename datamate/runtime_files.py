@@ -21,6 +21,11 @@ def read_embedded_redis_url(var_dir: Path) -> str:
         return ""
 
 
+def demo_password_file(var_dir: Path) -> Path:
+    """The demo user's password, written by `manage.py seed_demo`, shown by `manage.py up`."""
+    return var_dir / "demo_password"
+
+
 def persistent_secret_key(var_dir: Path) -> str:
     """A secret key generated once per installation, so sessions survive restarts."""
     path = var_dir / "secret_key"

@@ -30,7 +30,12 @@ class PipelineAdminForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            document = services.current_document(self.instance)
+            # On simple-history's revert page the instance is a past state: show that version's graph.
+            past_version = getattr(getattr(self.instance, "_history", None), "pipeline_version", None)
+            if past_version:
+                document = services.version_document(self.instance, past_version)
+            else:
+                document = services.current_document(self.instance)
             self.fields["document"].initial = {k: document[k] for k in ("parameters", "nodes", "edges")}
 
     def clean(self):
@@ -95,6 +100,8 @@ class PipelineAdmin(SimpleHistoryAdmin):
         message = form.cleaned_data.get("message") or ("Edited in admin" if change else "Created in admin")
         if change:
             services.save_graph(obj, document, author=request.user, message=message)
+            if "owner" in form.changed_data:
+                services.change_owner(obj, form.cleaned_data["owner"])
         else:
             created = services.import_pipeline(
                 owner=form.cleaned_data["owner"], document=document, author=request.user, message=message
@@ -105,6 +112,9 @@ class PipelineAdmin(SimpleHistoryAdmin):
     def save_related(self, request, form, formsets, change):
         # Inlines are read-only; the graph was saved as a whole in save_model.
         pass
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        return f"Saved as version {form.instance.version}"
 
     @admin.action(description="Validate selected pipelines")
     def validate_pipelines(self, request, queryset):

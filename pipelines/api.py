@@ -47,7 +47,7 @@ GRAPH_ERRORS = OpenApiResponse(
 def _if_match_version(request) -> int | None:
     """The version the client last loaded, from `If-Match: "N"` (optimistic locking)."""
     header = request.headers.get("If-Match")
-    if not header:
+    if not header or header.strip() == "*":
         return None
     try:
         return int(header.strip().strip('"').removeprefix("W/").strip('"'))
@@ -135,7 +135,7 @@ class PipelineViewSet(viewsets.ModelViewSet):
     def validate(self, request, pk=None):
         """Validate a document (the body) or, with an empty body, the saved graph."""
         pipeline = self.get_object()
-        document = _document_body(request) if request.data else services.current_document(pipeline)
+        document = _document_body(request) if request.body else services.current_document(pipeline)
         errors = validate_document(document)
         return Response({"valid": not errors, "errors": [error.as_dict() for error in errors]})
 
@@ -217,13 +217,16 @@ class TemplateViewSet(
         pipeline = services.visible_pipelines(request.user).filter(pk=form.validated_data["pipeline"]).first()
         if pipeline is None:
             raise ValidationError({"pipeline": ["no such pipeline"]})
-        template = services.save_as_template(
-            pipeline,
-            owner=request.user,
-            name=form.validated_data["name"],
-            description=form.validated_data["description"],
-            version=form.validated_data.get("version"),
-        )
+        try:
+            template = services.save_as_template(
+                pipeline,
+                owner=request.user,
+                name=form.validated_data["name"],
+                description=form.validated_data["description"],
+                version=form.validated_data.get("version"),
+            )
+        except services.NotFound:
+            raise ValidationError({"version": ["this pipeline has no such version"]}) from None
         return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+import math
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -110,12 +111,28 @@ def _node_key_at(document: dict[str, Any], path: list[Any]) -> str | None:
     return None
 
 
+def _non_finite_numbers(value: Any, path: list[Any]) -> Iterator[list[Any]]:
+    """Paths of numbers such as 1e400, which JSON parsing turns into inf and JSON cannot store."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _non_finite_numbers(item, [*path, name])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite_numbers(item, [*path, index])
+
+
 def validate_document(document: Any) -> list[GraphError]:
     if not isinstance(document, dict):
         return [GraphError("document", "must be a JSON object")]
     shape_errors = [
         GraphError(_locate(error, ""), _message(error), _node_key_at(document, list(error.absolute_path)))
         for error in _DOCUMENT_VALIDATOR.iter_errors(document)
+    ]
+    shape_errors += [
+        GraphError(format_path("", path), "number out of range", _node_key_at(document, path))
+        for path in _non_finite_numbers(document, [])
     ]
     if shape_errors:
         # The graph rules below rely on the shape, so stop here.

@@ -267,6 +267,13 @@ def update_details(
     return save_graph(pipeline, document, author=author, message="Edited name and description")
 
 
+def change_owner(pipeline: Pipeline, owner) -> None:
+    """Hand a pipeline to another user. Not part of the document, so no new version."""
+    pipeline.owner = owner
+    pipeline._pipeline_version = pipeline.version
+    pipeline.save(update_fields=["owner", "updated_at"])
+
+
 def restore_version(pipeline: Pipeline, number: int, *, author) -> PipelineVersion:
     """Restoring writes a new version whose content equals version `number`."""
     document = version_document(pipeline, number)
