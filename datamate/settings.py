@@ -100,6 +100,25 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A message is acknowledged after its task ran, so a worker that dies loses nothing; the
+# engine's conditional claim makes the redelivery harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+
+# --- engine -------------------------------------------------------------------------
+#: How often a running node run stamps its heartbeat, and when a silent one counts as lost.
+DATAMATE_HEARTBEAT_SECONDS = env.float("DATAMATE_HEARTBEAT_SECONDS", default=5.0)
+DATAMATE_STALE_AFTER_SECONDS = env.float("DATAMATE_STALE_AFTER_SECONDS", default=30.0)
+#: Progress is stored and published at most this often per node run.
+DATAMATE_PROGRESS_INTERVAL_SECONDS = 0.5
+#: Period of the sweeper (due timers, lost workers, lost messages), run by celery beat.
+DATAMATE_SWEEP_SECONDS = env.float("DATAMATE_SWEEP_SECONDS", default=5.0)
+#: Extra modules that register node types (besides the `datamate.node_types` entry points).
+DATAMATE_NODE_TYPE_MODULES = env.list("DATAMATE_NODE_TYPE_MODULES", default=[])
+CELERY_BEAT_SCHEDULE = {
+    "datamate-sweep": {"task": "pipelines.tasks.sweep", "schedule": DATAMATE_SWEEP_SECONDS},
+}
 
 CHANNEL_LAYERS = {
     "default": {

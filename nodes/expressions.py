@@ -7,9 +7,11 @@ This module parses them for validation; the engine evaluates them with the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 import re
+from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 ENVIRONMENT = SandboxedEnvironment(autoescape=False)
@@ -68,3 +70,75 @@ def expression_references(source: str) -> References:
     if "{{" in source or "{%" in source:
         raise ExpressionError("write the expression without {{ }}")
     return _references(_parse("{{ (" + source + ") }}"))
+
+
+# --- evaluation ---------------------------------------------------------------------
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, plus limits on `*` and `**` so `'a' * 10**10` cannot exhaust memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+    MAX_POWER = 1000
+    MAX_SEQUENCE = 1_000_000
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > self.MAX_POWER:
+            raise ExpressionError(f"exponent {right} is too large")
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                sized = isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
+                if sized and len(sequence) * count > self.MAX_SEQUENCE:
+                    raise ExpressionError("the result would be too large")
+        return super().call_binop(context, operator, left, right)
+
+
+EVALUATOR = BoundedSandbox(autoescape=False, undefined=StrictUndefined)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_expression(source: str):
+    return EVALUATOR.compile_expression(source, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_template(source: str):
+    return EVALUATOR.from_string(source)
+
+
+def _defined(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        str(value)  # raises UndefinedError naming what is missing
+    return value
+
+
+def evaluate(source: str, variables: dict[str, Any]) -> Any:
+    """Evaluate a bare expression (a condition) in the sandbox; returns a Python value."""
+    try:
+        return _defined(_compiled_expression(source)(**variables))
+    except ExpressionError:
+        raise
+    except Exception as exc:  # the sandbox's SecurityError, undefined names, type errors…
+        raise ExpressionError(f"{type(exc).__name__}: {exc}") from None
+
+
+def render(value: Any, variables: dict[str, Any]) -> Any:
+    """Resolve templates inside a config value.
+
+    A string that is exactly one `{{ expr }}` becomes the expression's value with its type
+    (so `count: "{{ params.n }}"` gives an int); other templated strings render as text.
+    """
+    if isinstance(value, dict):
+        return {name: render(item, variables) for name, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, variables) for item in value]
+    if not has_template(value):
+        return value
+    try:
+        if is_whole_template(value):
+            return _defined(_compiled_expression(value.strip()[2:-2].strip())(**variables))
+        return _compiled_template(value).render(**variables)
+    except ExpressionError:
+        raise
+    except Exception as exc:
+        raise ExpressionError(f"{type(exc).__name__}: {exc}") from None

@@ -9,11 +9,15 @@ palette and config forms from it and never hard-codes a type.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import entry_points
 import logging
 from typing import Any, ClassVar
 
+from django.conf import settings
 from jsonschema import Draft202012Validator
+
+from nodes.execution import ExecutionContext, NodeResult
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +66,10 @@ class NodeType:
     expression_fields: ClassVar[tuple[str, ...]] = ()
     #: False for types that make data from nothing, so they may start a pipeline.
     needs_input: ClassVar[bool] = False
-    #: True for containers (Loop) whose children form a body.
+    #: True for containers (Loop) whose children form a body; the engine runs them.
     is_container: ClassVar[bool] = False
+    #: Bump when the executor's results change: it is part of the result-cache key.
+    executor_version: ClassVar[str] = "1"
 
     @classmethod
     def output_handles(cls, config: dict[str, Any]) -> list[str]:
@@ -74,6 +80,10 @@ class NodeType:
     def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
         """Rules beyond the JSON Schema. The schema itself is checked by the graph validator."""
         return []
+
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        raise NotImplementedError(f"{cls.key} has no executor")
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -126,6 +136,8 @@ def _load() -> None:
     _loaded = True
     from nodes import types  # noqa: F401  (registers the built-in types)
 
+    for module in settings.DATAMATE_NODE_TYPE_MODULES:
+        import_module(module)
     load_entry_points()
 
 

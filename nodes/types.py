@@ -7,9 +7,10 @@ which is checked when a run resolves it (see `pipelines/graph_validation.py`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nodes.execution import ChildRunRequest, ExecutionContext, NodeFailed, NodeResult
 from nodes.expressions import has_template
 from nodes.registry import ERROR_HANDLE, ConfigError, NodeType, register
 
@@ -53,6 +54,16 @@ class InputDataset(NodeType):
         "properties": {"dataset": DATASET_REF, "version": VERSION_REF},
     }
 
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        from datasets.models import Dataset
+
+        name = ctx.config["dataset"]
+        if not Dataset.objects.filter(owner_id=ctx.owner_id, name=name).exists():
+            raise NodeFailed(f"dataset {name!r} does not exist")
+        # Dataset versions and record files arrive with the data plane; until then, no records.
+        return _summary(ctx, dataset=name, count=0)
+
 
 @register
 class OutputDataset(NodeType):
@@ -70,6 +81,11 @@ class OutputDataset(NodeType):
             "mode": {"enum": ["overwrite", "append"], "default": "overwrite"},
         },
     }
+
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        count = _input_count(ctx)
+        return _summary(ctx, dataset=ctx.config["dataset"], count=count, records_in=count)
 
 
 @register
@@ -104,6 +120,10 @@ class DataCollection(NodeType):
             return [ConfigError(needed, f"required when source is {source}")]
         return []
 
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        return _summary(ctx, count=0)
+
 
 @register
 class DataCleaning(NodeType):
@@ -129,6 +149,11 @@ class DataCleaning(NodeType):
             return [ConfigError("operators", "add at least one operator, or choose a saved cleaning task")]
         return []
 
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        count = _input_count(ctx)
+        return _summary(ctx, count=count, records_in=count)
+
 
 @register
 class DataSynthesis(NodeType):
@@ -148,6 +173,10 @@ class DataSynthesis(NodeType):
             "shards": SHARDS,
         },
     }
+
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        return _summary(ctx, count=_input_count(ctx) + ctx.config.get("count", 1))
 
 
 @register
@@ -170,6 +199,11 @@ class DataAnnotation(NodeType):
             "shards": SHARDS,
         },
     }
+
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        count = _input_count(ctx)
+        return _summary(ctx, count=count, records_in=count, labels=ctx.config["labels"])
 
 
 @register
@@ -196,6 +230,13 @@ class Condition(NodeType):
     @classmethod
     def output_handles(cls, config: dict[str, Any]) -> list[str]:
         return ["true", "false", ERROR_HANDLE]
+
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        # The engine evaluates `expression` in the sandbox and passes the result in the config.
+        result = bool(ctx.config["expression"])
+        ctx.log(f"condition is {str(result).lower()}")
+        return NodeResult(output={"result": result, **_merged_inputs(ctx)}, handles=["true" if result else "false"])
 
 
 @register
@@ -248,6 +289,10 @@ class Parallel(NodeType):
         count = branches if isinstance(branches, int) else 32  # a template: checked at run time
         return [f"branch-{i}" for i in range(1, count + 1)] + [ERROR_HANDLE]
 
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        return NodeResult(output=_merged_inputs(ctx), handles=cls.output_handles(ctx.config)[:-1])
+
 
 @register
 class Wait(NodeType):
@@ -278,6 +323,17 @@ class Wait(NodeType):
                 return [ConfigError("until", "add a time zone, e.g. +00:00")]
         return []
 
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        if "until" in ctx.config:
+            until = datetime.fromisoformat(str(ctx.config["until"]))
+            if until.tzinfo is None:
+                raise NodeFailed("until needs a time zone")
+        else:
+            until = datetime.now(UTC) + timedelta(seconds=float(ctx.config["duration_seconds"]))
+        ctx.log(f"waiting until {until.isoformat()}")
+        return NodeResult(output={"waited_until": until.isoformat(), **_merged_inputs(ctx)}, wait_until=until)
+
 
 @register
 class SubPipeline(NodeType):
@@ -295,3 +351,36 @@ class SubPipeline(NodeType):
             "parameters": {"type": "object", "description": "Child parameter values; templates allowed."},
         },
     }
+
+    @classmethod
+    def execute(cls, ctx: ExecutionContext) -> NodeResult:
+        version = ctx.config.get("version", "latest")
+        return NodeResult(
+            child_run=ChildRunRequest(
+                pipeline_id=int(ctx.config["pipeline"]),
+                version=None if version == "latest" else int(version),
+                params=ctx.config.get("parameters", {}),
+            )
+        )
+
+
+# --- shared by the executors ---------------------------------------------------------
+
+
+def _merged_inputs(ctx: ExecutionContext) -> dict[str, Any]:
+    """The upstream summary passed through logic nodes (a single input's output as it is)."""
+    if len(ctx.inputs) == 1:
+        return dict(next(iter(ctx.inputs.values())))
+    return {"inputs": ctx.inputs} if ctx.inputs else {}
+
+
+def _input_count(ctx: ExecutionContext) -> int:
+    return sum(int(output.get("count", 0)) for output in ctx.inputs.values() if isinstance(output, dict))
+
+
+def _summary(ctx: ExecutionContext, *, count: int, records_in: int | None = None, **extra: Any) -> NodeResult:
+    """A data node's output summary. Until the data plane lands these nodes move no records."""
+    ctx.progress(1.0, records_in=records_in, records_out=count)
+    return NodeResult(
+        output={"count": count, "fields": [], "samples": [], **extra}, records_in=records_in, records_out=count
+    )

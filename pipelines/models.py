@@ -129,3 +129,102 @@ class Template(models.Model):
     @property
     def built_in(self) -> bool:
         return self.owner_id is None
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+class Run(models.Model):
+    """One execution of a pipeline version. The spec is frozen: later edits don't affect it."""
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        API = "api"
+        CLI = "cli"
+        SCHEDULE = "schedule"
+        SUBPIPELINE = "subpipeline"
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="runs")
+    version = models.PositiveIntegerField()
+    #: The validated, canonical document of that version.
+    spec = models.JSONField()
+    #: Parameter values after defaults were applied and types checked.
+    params = models.JSONField(default=dict)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=20, default="pending", db_index=True)
+    error = models.TextField(blank=True)
+    #: A child run of a Sub-pipeline node.
+    parent_node_run = models.ForeignKey(
+        "NodeRun", null=True, blank=True, on_delete=models.CASCADE, related_name="child_runs"
+    )
+    #: A re-run reuses the outputs of this run's nodes upstream of `rerun_from`.
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    rerun_from = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["pipeline", "-id"])]
+
+    def __str__(self):
+        return f"run {self.pk} of {self.pipeline_id} v{self.version} ({self.state})"
+
+
+class NodeRun(models.Model):
+    """One node of a run, in one loop iteration. Every transition is a conditional update."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="node_runs")
+    node_key = models.CharField(max_length=64)
+    #: "" at the top level; "loop:2" in iteration 2 of Loop `loop`; nested: "outer:0/inner:1".
+    iteration = models.CharField(max_length=500, blank=True, default="")
+    attempt = models.PositiveIntegerField(default=1)
+    state = models.CharField(max_length=20, default="pending")
+    progress = models.FloatField(default=0)
+    records_in = models.BigIntegerField(null=True, blank=True)
+    records_out = models.BigIntegerField(null=True, blank=True)
+    #: The output summary that downstream nodes and expressions see.
+    output = models.JSONField(null=True, blank=True)
+    #: Source handles whose edges are live after this node finished (e.g. ["true"]).
+    handles = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    #: Loop: how many iterations have completed.
+    iterations_done = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    #: Wait: when the timer fires.
+    resume_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "node_key", "iteration"], name="node_run_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["state", "heartbeat_at"], name="node_run_sweep_running"),
+            models.Index(fields=["state", "resume_at"], name="node_run_sweep_waiting"),
+        ]
+
+    def __str__(self):
+        where = f"[{self.iteration}]" if self.iteration else ""
+        return f"{self.node_key}{where} #{self.attempt} ({self.state})"
+
+
+class NodeRunLog(models.Model):
+    node_run = models.ForeignKey(NodeRun, on_delete=models.CASCADE, related_name="logs")
+    level = models.CharField(max_length=10, default="info")
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["node_run", "id"])]
+
+    def __str__(self):
+        return f"{self.level}: {self.message[:80]}"

@@ -2,12 +2,20 @@
 
 Unless REDIS_URL is given, the suite gets its own private redis-server (the same embedded
 one `manage.py up` uses), so tests never touch a Redis the machine uses for anything else.
+The engine tests' node type (`tests.engine.node_types`) is registered in this process and
+in the worker processes the tests start.
 """
 
 import atexit
 import os
 from pathlib import Path
 import tempfile
+
+os.environ.setdefault("DATAMATE_NODE_TYPE_MODULES", "tests.engine.node_types")
+# Short engine timings, so tests of lost workers and timers finish in seconds.
+os.environ.setdefault("DATAMATE_HEARTBEAT_SECONDS", "0.5")
+os.environ.setdefault("DATAMATE_STALE_AFTER_SECONDS", "3")
+os.environ.setdefault("DATAMATE_SWEEP_SECONDS", "1")
 
 if not os.environ.get("REDIS_URL"):
     from datamate.embedded_redis import start_embedded_redis

@@ -1,0 +1,158 @@
+"""Live events: every state change, progress update and log line of a run, pushed to the
+Channels group `run-<id>` after the change is committed.
+
+Publishing must not slow the engine down, so a worker hands events to one background
+thread per process, which numbers them (a Redis counter per run, so a client can tell it
+missed nothing) and sends them through the channel layer. Clients rebuild state from a
+snapshot plus these deltas; each node-run delta carries `version` (see states.py) so one
+that arrives late never overwrites a newer state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+import redis
+
+logger = logging.getLogger(__name__)
+
+SEQUENCE_TTL_SECONDS = 7 * 24 * 3600
+
+
+def group_name(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def sequence_key(run_id: int) -> str:
+    return f"datamate:run:{run_id}:seq"
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+
+def current_sequence(run_id: int) -> int:
+    value = redis_client().get(sequence_key(run_id))
+    return int(value) if value else 0
+
+
+class _Publisher:
+    """One daemon thread per process (started lazily, again after a fork)."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def publish(self, run_id: int, event: dict[str, Any]) -> None:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._queue = queue.SimpleQueue()
+                    threading.Thread(target=self._serve, name="datamate-events", daemon=True).start()
+                    self._pid = os.getpid()
+        self._idle.clear()
+        self._queue.put((run_id, event))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued event was sent (tests, and processes about to exit)."""
+        return self._idle.wait(timeout)
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        layer = get_channel_layer()
+        client = redis_client()
+        pending = self._queue
+        while True:
+            run_id, event = pending.get()
+            try:
+                key = sequence_key(run_id)
+                with client.pipeline() as pipe:
+                    pipe.incr(key)
+                    pipe.expire(key, SEQUENCE_TTL_SECONDS)
+                    seq, _ = pipe.execute()
+                loop.run_until_complete(
+                    layer.group_send(group_name(run_id), {"type": "run.event", "seq": seq, "event": event})
+                )
+            except Exception:
+                # A lost event is recovered by the client's next snapshot; never fail the run.
+                logger.exception("could not publish an event of run %s", run_id)
+            if pending.empty():
+                self._idle.set()
+
+
+_publisher = _Publisher()
+publish = _publisher.publish
+flush = _publisher.flush
+
+
+# --- payloads: the same shapes in snapshots and deltas ---------------------------------
+
+
+def _time(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def node_run_payload(node_run) -> dict[str, Any]:
+    from pipelines.engine.states import state_version
+
+    return {
+        "id": node_run.pk,
+        "node_key": node_run.node_key,
+        "iteration": node_run.iteration,
+        "state": node_run.state,
+        "attempt": node_run.attempt,
+        "version": state_version(node_run.state, node_run.attempt),
+        "progress": node_run.progress,
+        "records_in": node_run.records_in,
+        "records_out": node_run.records_out,
+        "output": node_run.output,
+        "error": node_run.error,
+        "started_at": _time(node_run.started_at),
+        "finished_at": _time(node_run.finished_at),
+    }
+
+
+def run_payload(run) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "pipeline": run.pipeline_id,
+        "version": run.version,
+        "state": run.state,
+        "error": run.error,
+        "started_at": _time(run.started_at),
+        "finished_at": _time(run.finished_at),
+    }
+
+
+def log_payload(log, node_run) -> dict[str, Any]:
+    return {
+        "id": log.pk,
+        "node_run": node_run.pk,
+        "node_key": node_run.node_key,
+        "iteration": node_run.iteration,
+        "level": log.level,
+        "message": log.message,
+        "created_at": _time(log.created_at),
+    }
+
+
+def node_changed(node_run) -> None:
+    publish(node_run.run_id, {"kind": "node", "node_run": node_run_payload(node_run)})
+
+
+def run_changed(run) -> None:
+    publish(run.pk, {"kind": "run", "run": run_payload(run)})
+
+
+def log_written(log, node_run) -> None:
+    publish(node_run.run_id, {"kind": "log", "log": log_payload(log, node_run)})

@@ -1,0 +1,248 @@
+"""Executing one node run on a worker: claim, build the context, run the executor, finish."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+import signal
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from nodes.execution import NodeFailed, NodeResult
+from nodes.expressions import ExpressionError, evaluate, render
+from pipelines.engine import events, loops, runtime, subruns
+from pipelines.engine.plan import Plan, PlanNode, edge_state
+from pipelines.engine.states import NodeState, RunState
+from pipelines.models import NodeRun, Run
+
+
+class NodeCancelled(Exception):
+    pass
+
+
+class NodeTimedOut(Exception):
+    pass
+
+
+def execute(node_run_id: int) -> None:
+    """Celery's entry point. A duplicate delivery finds nothing to claim and does nothing."""
+    now = timezone.now()
+    claimed = NodeRun.objects.filter(pk=node_run_id, state=NodeState.READY).update(
+        state=NodeState.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        return
+    node_run = NodeRun.objects.select_related("run").get(pk=node_run_id)
+    run = node_run.run
+    transaction.on_commit(lambda: events.node_changed(node_run))
+    if run.state != RunState.RUNNING:
+        runtime.transition(node_run, [NodeState.RUNNING], state=NodeState.CANCELLED, finished_at=now)
+        return
+    plan = runtime.plan_for(run)
+    node = plan.nodes[node_run.node_key]
+    try:
+        context = build_context(run, plan, node, node_run)
+    except ExpressionError as exc:
+        runtime.fail(run, plan, node_run, f"config: {exc}", retry=False)
+        return
+    if node.node_type.is_container:
+        loops.start(run, plan, node, node_run, context)
+        return
+    try:
+        with heartbeat(node_run), time_limit(node.settings.get("timeout_seconds")):
+            result = node.node_type.execute(context)
+    except NodeCancelled:
+        return  # the cancel already set the state
+    except NodeTimedOut:
+        runtime.fail(run, plan, node_run, f"timed out after {node.settings['timeout_seconds']:g} s")
+        return
+    except (NodeFailed, ExpressionError) as exc:
+        runtime.fail(run, plan, node_run, str(exc))
+        return
+    except Exception as exc:  # an executor's bug must fail the node, not the worker
+        runtime.fail(run, plan, node_run, f"{type(exc).__name__}: {exc}")
+        return
+    finish(run, plan, node_run, result)
+
+
+def finish(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult) -> None:
+    if result.child_run is not None:
+        subruns.start_child(run, node_run, result.child_run)
+    elif result.wait_until is not None:
+        pause_until(node_run, result)
+    else:
+        runtime.succeed(run, plan, node_run, result)
+
+
+def pause_until(node_run: NodeRun, result: NodeResult) -> None:
+    """Wait without holding a worker: the timer is a row; a delayed task and the sweeper resume it."""
+    if runtime.transition(
+        node_run,
+        [NodeState.RUNNING],
+        state=NodeState.WAITING,
+        resume_at=result.wait_until,
+        output=result.output,
+        handles=result.handles,
+        heartbeat_at=None,
+    ):
+        from pipelines.tasks import resume_node
+
+        delay = max(0.0, (result.wait_until - timezone.now()).total_seconds())
+        node_run_id = node_run.pk
+        transaction.on_commit(lambda: resume_node.apply_async((node_run_id,), countdown=delay))
+
+
+def resume_due_wait(node_run_id: int) -> None:
+    node_run = NodeRun.objects.select_related("run").filter(pk=node_run_id, state=NodeState.WAITING).first()
+    if node_run is None or node_run.resume_at is None or node_run.resume_at > timezone.now():
+        return
+    run = node_run.run
+    result = NodeResult(output=node_run.output or {}, handles=node_run.handles or ["out"])
+    runtime.succeed(run, runtime.plan_for(run), node_run, result)
+
+
+# --- context ------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    run_id: int
+    node_key: str
+    attempt: int
+    config: dict[str, Any]
+    params: dict[str, Any]
+    inputs: dict[str, dict[str, Any]]
+    loop: dict[str, Any] | None
+    owner_id: int
+    node_run: NodeRun
+    variables: dict[str, Any] = field(repr=False, default_factory=dict)
+    _last_progress_write: float = 0.0
+
+    def log(self, message: str, level: str = "info") -> None:
+        runtime.write_log(self.node_run, str(message), level)
+
+    def progress(
+        self, fraction: float | None = None, *, records_in: int | None = None, records_out: int | None = None
+    ) -> None:
+        """Store and publish progress at most a few times a second; stop if the run was cancelled."""
+        now = time.monotonic()
+        if now - self._last_progress_write < settings.DATAMATE_PROGRESS_INTERVAL_SECONDS and fraction != 1.0:
+            return
+        self._last_progress_write = now
+        changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+        if fraction is not None:
+            changes["progress"] = max(0.0, min(1.0, float(fraction)))
+        if records_in is not None:
+            changes["records_in"] = records_in
+        if records_out is not None:
+            changes["records_out"] = records_out
+        if not runtime.transition(self.node_run, [NodeState.RUNNING], **changes):
+            raise NodeCancelled()
+
+
+def build_context(run: Run, plan: Plan, node: PlanNode, node_run: NodeRun) -> Context:
+    """Inputs from live upstream edges, and the config with its templates resolved."""
+    iteration = node_run.iteration
+    wanted = set(plan.predecessors(node.key)) | node.referenced_nodes
+    outputs = _outputs(run, wanted, iteration)
+    inputs: dict[str, dict[str, Any]] = {}
+    for source, handle in plan.incoming.get(node.key, ()):
+        row = outputs.get(source)
+        if row and edge_state(row[0], row[1], handle):
+            inputs[source] = row[2] or {}
+    loop = None
+    if iteration:
+        loop = loops.loop_variables(run, plan, iteration)
+        if not plan.incoming.get(node.key):  # a first node of a Loop body gets the Loop's input
+            inputs = loop.pop("inputs")
+        else:
+            loop.pop("inputs")
+    variables = {
+        "params": run.params,
+        "nodes": {key: {"output": row[2] or {}, "state": row[0]} for key, row in outputs.items()},
+        "loop": loop or {},
+    }
+    config = {}
+    for name, value in node.config.items():
+        if name in node.node_type.expression_fields:
+            # Containers evaluate their own expressions (a while condition, per iteration).
+            config[name] = value if node.node_type.is_container else evaluate(value, variables)
+        else:
+            config[name] = render(value, variables)
+    return Context(
+        run_id=run.pk,
+        node_key=node.key,
+        attempt=node_run.attempt,
+        config=config,
+        params=run.params,
+        inputs=inputs,
+        loop=loop,
+        owner_id=run.pipeline.owner_id,
+        node_run=node_run,
+        variables=variables,
+    )
+
+
+def _outputs(run: Run, keys: set[str], iteration: str) -> dict[str, tuple[str, Any, Any]]:
+    """(state, handles, output) of the given nodes, in this iteration or an enclosing one."""
+    if not keys:
+        return {}
+    scopes = [iteration]
+    while scopes[-1]:
+        scopes.append(scopes[-1].rpartition("/")[0])
+    found: dict[str, tuple[str, Any, Any]] = {}
+    rows = NodeRun.objects.filter(run_id=run.pk, node_key__in=keys, iteration__in=scopes).values_list(
+        "node_key", "iteration", "state", "handles", "output"
+    )
+    depth = {scope: index for index, scope in enumerate(scopes)}
+    for key, _scope, state, handles, output in sorted(rows, key=lambda r: -depth[r[1]]):
+        found[key] = (state, handles, output)  # the innermost scope wins
+    return found
+
+
+# --- worker-side guards -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def heartbeat(node_run: NodeRun):
+    """While the executor runs, a thread stamps `heartbeat_at` so the sweeper knows we live."""
+    stop = threading.Event()
+    interval = settings.DATAMATE_HEARTBEAT_SECONDS
+
+    def beat():
+        while not stop.wait(interval):
+            NodeRun.objects.filter(pk=node_run.pk, state=NodeState.RUNNING, attempt=node_run.attempt).update(
+                heartbeat_at=timezone.now()
+            )
+        close_old_connections()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{node_run.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise NodeTimedOut in the executor after `seconds` (main thread only: SIGALRM)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise NodeTimedOut()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

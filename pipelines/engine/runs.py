@@ -1,0 +1,181 @@
+"""Starting runs: parameters checked, spec frozen, node runs created, roots enqueued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from pipelines import services
+from pipelines.engine import events, runtime
+from pipelines.engine.plan import Plan, initial_states
+from pipelines.engine.states import NodeState, RunState
+from pipelines.graph_validation import GraphInvalid, validate_document
+from pipelines.models import NodeRun, Pipeline, Run
+from pipelines.parameters import value_error
+
+
+class ParamsInvalid(Exception):
+    """Parameter values that do not fit the pipeline's definitions. Each error names one."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+def resolve_params(definitions: list[dict[str, Any]], values: dict[str, Any] | None, owner) -> dict[str, Any]:
+    """Defaults applied, types checked, datasets looked up. Raises ParamsInvalid."""
+    from datasets.models import Dataset
+
+    values = dict(values or {})
+    errors = []
+    if not isinstance(values, dict):
+        raise ParamsInvalid([{"field": "params", "message": "must be an object of name: value"}])
+    known = {definition["name"] for definition in definitions}
+    errors += [
+        {"field": f"params.{name}", "message": "is not a parameter of this pipeline"}
+        for name in sorted(values.keys() - known)
+    ]
+    resolved = {}
+    for definition in definitions:
+        name = definition["name"]
+        value = values.get(name, definition.get("default"))
+        if value is None:
+            if definition.get("required"):
+                errors.append({"field": f"params.{name}", "message": "is required"})
+            resolved[name] = None
+            continue
+        problem = value_error(definition, value)
+        is_dataset = problem is None and definition["type"] == "dataset"
+        if is_dataset and not Dataset.objects.filter(owner=owner, name=value).exists():
+            problem = f"no dataset named {value!r}"
+        if problem:
+            errors.append({"field": f"params.{name}", "message": problem})
+        resolved[name] = value
+    if errors:
+        raise ParamsInvalid(errors)
+    return resolved
+
+
+def start_run(
+    pipeline: Pipeline,
+    params: dict[str, Any] | None = None,
+    *,
+    version: int | None = None,
+    trigger: str = Run.Trigger.MANUAL,
+    user=None,
+    parent_node_run: NodeRun | None = None,
+    reuse: Run | None = None,
+    rerun_from: str = "",
+    reexecute: set[str] | None = None,
+) -> Run:
+    """Start a run of `pipeline` (latest version unless `version`). Raises ParamsInvalid,
+    GraphInvalid or NotFound before anything is written.
+
+    With `reuse`, the nodes outside `reexecute` keep that run's results (a re-run).
+    """
+    if reuse is not None:
+        spec, version = reuse.spec, reuse.version
+    elif version is None or version == pipeline.version:
+        spec, version = services.current_document(pipeline), pipeline.version
+    else:
+        spec = services.version_document(pipeline, version)
+    errors = validate_document(spec)
+    if errors:
+        raise GraphInvalid(errors)
+    resolved = resolve_params(spec["parameters"], params, pipeline.owner)
+    plan = Plan.from_spec(spec)
+    now = timezone.now()
+    reused: dict[str, NodeRun] = {}
+    if reuse is not None:
+        reused = {
+            row.node_key: row
+            for row in NodeRun.objects.filter(run=reuse, iteration="", state__in=NodeState.FINISHED)
+            if row.node_key not in (reexecute or set()) and row.state != NodeState.CANCELLED
+        }
+    with transaction.atomic():
+        run = Run.objects.create(
+            pipeline=pipeline,
+            version=version,
+            spec=spec,
+            params=resolved,
+            trigger=trigger,
+            created_by=user,
+            parent_node_run=parent_node_run,
+            rerun_of=reuse,
+            rerun_from=rerun_from,
+            state=RunState.RUNNING,
+            started_at=now,
+        )
+        states = initial_states(plan, None, {key: (row.state, row.handles) for key, row in reused.items()})
+        rows = NodeRun.objects.bulk_create(
+            [_reused_copy(run, row) for row in reused.values()]
+            + [
+                NodeRun(
+                    run=run,
+                    node_key=key,
+                    state=state,
+                    ready_at=now if state == NodeState.READY else None,
+                    finished_at=now if state == NodeState.SKIPPED else None,
+                    handles=[] if state == NodeState.SKIPPED else None,
+                )
+                for key, state in states.items()
+            ]
+        )
+        ready = [row.pk for row in rows if row.state == NodeState.READY]
+        transaction.on_commit(lambda: events.run_changed(run))
+        transaction.on_commit(lambda: runtime.enqueue(ready))
+        if not ready and not any(row.state in NodeState.UNFINISHED for row in rows):
+            runtime.complete_run(run)
+    return run
+
+
+def _reused_copy(run: Run, row: NodeRun) -> NodeRun:
+    return NodeRun(
+        run=run,
+        node_key=row.node_key,
+        state=row.state,
+        output=row.output,
+        handles=row.handles,
+        error=row.error,
+        progress=row.progress,
+        records_in=row.records_in,
+        records_out=row.records_out,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def rerun(run: Run, *, from_node: str | None = None, params: dict[str, Any] | None = None, user=None) -> Run:
+    """A new run of the same version that re-executes `from_node` (default: every failed or
+    cancelled node) and everything downstream of it, reusing the other nodes' results."""
+    plan = Plan.from_spec(run.spec)
+    if from_node is not None:
+        if from_node not in plan.nodes or plan.nodes[from_node].parent is not None:
+            raise ParamsInvalid([{"field": "from_node", "message": f"no top-level node {from_node!r}"}])
+        starts = {from_node}
+    else:
+        starts = set(
+            NodeRun.objects.filter(
+                run=run, iteration="", state__in=[NodeState.FAILED, NodeState.CANCELLED, NodeState.PENDING]
+            ).values_list("node_key", flat=True)
+        )
+        if not starts:
+            raise ParamsInvalid([{"field": "from_node", "message": "the run has no failed node; choose one"}])
+    reexecute = set(starts)
+    stack = list(starts)
+    while stack:
+        for target in plan.successors(stack.pop()):
+            if target not in reexecute:
+                reexecute.add(target)
+                stack.append(target)
+    return start_run(
+        run.pipeline,
+        run.params if params is None else {**run.params, **params},
+        trigger=run.trigger if run.trigger != Run.Trigger.SUBPIPELINE else Run.Trigger.MANUAL,
+        user=user,
+        reuse=run,
+        rerun_from=from_node or ",".join(sorted(starts)),
+        reexecute=reexecute,
+    )

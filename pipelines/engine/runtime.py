@@ -1,0 +1,237 @@
+"""The engine's moves, over the database. The database is the truth; Celery is a doorbell.
+
+Every node-run transition is one conditional UPDATE (`transition`): it names the states it
+may leave, so of two actors racing for the same move exactly one wins and the other does
+nothing. Decisions about what runs next are made *after* the deciding actor's own change is
+committed, so of two nodes finishing together at least one sees both finished (and the
+conditional update lets only one of them start the join).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from nodes.execution import NodeResult
+from pipelines.engine import events
+from pipelines.engine.plan import READY, SKIP, Plan, decide, failed_unhandled
+from pipelines.engine.states import NodeState, RunState
+from pipelines.models import NodeRun, NodeRunLog, Run
+
+logger = logging.getLogger(__name__)
+
+_PLAN_CACHE_SIZE = 256
+_plans: dict[int, Plan] = {}
+
+
+def plan_for(run: Run) -> Plan:
+    """The run's frozen spec as a Plan, built once per process (the spec never changes)."""
+    plan = _plans.get(run.pk)
+    if plan is None:
+        if len(_plans) >= _PLAN_CACHE_SIZE:
+            _plans.pop(next(iter(_plans)))
+        plan = _plans[run.pk] = Plan.from_spec(run.spec)
+    return plan
+
+
+# --- iteration paths ----------------------------------------------------------------
+
+
+def iteration_path(parent_path: str, loop_key: str, index: int) -> str:
+    segment = f"{loop_key}:{index}"
+    return f"{parent_path}/{segment}" if parent_path else segment
+
+
+def split_iteration(path: str) -> tuple[str, str, int]:
+    """'outer:0/inner:2' -> ('outer:0', 'inner', 2): enclosing path, loop key, index."""
+    parent, _, segment = path.rpartition("/")
+    loop_key, _, index = segment.rpartition(":")
+    return parent, loop_key, int(index)
+
+
+# --- transitions --------------------------------------------------------------------
+
+
+def transition(node_run: NodeRun, leaving: Iterable[str], **changes: Any) -> bool:
+    """Move a node run out of one of the `leaving` states, if it is still there (and still on
+    the same attempt). Returns whether this caller won; the winner publishes the change."""
+    won = NodeRun.objects.filter(pk=node_run.pk, state__in=list(leaving), attempt=node_run.attempt).update(**changes)
+    if won:
+        for name, value in changes.items():
+            setattr(node_run, name, value)
+        transaction.on_commit(lambda: events.node_changed(node_run))
+    return bool(won)
+
+
+def write_log(node_run: NodeRun, message: str, level: str = "info") -> None:
+    log = NodeRunLog.objects.create(node_run=node_run, level=level, message=message[:10000])
+    transaction.on_commit(lambda: events.log_written(log, node_run))
+
+
+def enqueue(node_run_ids: Iterable[int], countdown: float | None = None) -> None:
+    from pipelines.tasks import execute_node
+
+    for node_run_id in node_run_ids:
+        execute_node.apply_async((node_run_id,), countdown=countdown, task_id=task_id(node_run_id))
+
+
+# --- advancing ----------------------------------------------------------------------
+
+
+def advance(run: Run, plan: Plan, finished_key: str, iteration: str) -> None:
+    """After `finished_key` reached a final state: ready or skip its successors, and finish the
+    scope (run or loop iteration) when nothing in it is left to do."""
+    readied: list[int] = []
+    worklist = [finished_key]
+    while worklist:
+        targets = plan.successors(worklist.pop())
+        if not targets:
+            continue
+        needed = set(targets).union(*(plan.predecessors(t) for t in targets))
+        # Read after our own committed change: see the module docstring.
+        rows = {
+            row.node_key: row for row in NodeRun.objects.filter(run_id=run.pk, iteration=iteration, node_key__in=needed)
+        }
+        for target in targets:
+            row = rows[target]
+            if row.state != NodeState.PENDING:
+                continue
+            inputs = [(rows[source].state, rows[source].handles, handle) for source, handle in plan.incoming[target]]
+            decision = decide(plan.nodes[target].join, inputs)
+            now = timezone.now()
+            if decision == READY and transition(row, [NodeState.PENDING], state=NodeState.READY, ready_at=now):
+                readied.append(row.pk)
+            elif decision == SKIP and transition(
+                row, [NodeState.PENDING], state=NodeState.SKIPPED, finished_at=now, handles=[]
+            ):
+                worklist.append(target)
+    if readied:
+        transaction.on_commit(lambda: enqueue(readied))
+    else:
+        finish_scope_if_done(run, plan, iteration)
+
+
+def finish_scope_if_done(run: Run, plan: Plan, iteration: str) -> None:
+    if NodeRun.objects.filter(run_id=run.pk, iteration=iteration, state__in=NodeState.UNFINISHED).exists():
+        return
+    if iteration:
+        from pipelines.engine import loops
+
+        loops.iteration_finished(run, plan, iteration)
+    else:
+        complete_run(run)
+
+
+def complete_run(run: Run) -> None:
+    failed = NodeRun.objects.filter(run_id=run.pk, iteration="", state=NodeState.FAILED)
+    failures = [row for row in failed if failed_unhandled(row.state, row.handles)]
+    state = RunState.FAILED if failures else RunState.SUCCEEDED
+    error = "; ".join(f"{row.node_key}: {row.error}" for row in failures)[:10000]
+    now = timezone.now()
+    if Run.objects.filter(pk=run.pk, state=RunState.RUNNING).update(state=state, error=error, finished_at=now):
+        run.state, run.error, run.finished_at = state, error, now
+        transaction.on_commit(lambda: events.run_changed(run))
+        if run.parent_node_run_id:
+            from pipelines.engine import subruns
+
+            subruns.child_finished(run)
+
+
+# --- finishing a node ---------------------------------------------------------------
+
+
+def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: str = NodeState.SUCCEEDED) -> None:
+    changed = transition(
+        node_run,
+        [NodeState.RUNNING, NodeState.WAITING],
+        state=state,
+        output=result.output,
+        handles=result.handles,
+        progress=1.0,
+        records_in=result.records_in if result.records_in is not None else node_run.records_in,
+        records_out=result.records_out if result.records_out is not None else node_run.records_out,
+        finished_at=timezone.now(),
+        heartbeat_at=None,
+    )
+    if changed:
+        advance(run, plan, node_run.node_key, node_run.iteration)
+
+
+def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool = True) -> None:
+    """Retry with exponential backoff while attempts remain; then fail, routing to the
+    `error` handle if the node continues on failure."""
+    node = plan.nodes[node_run.node_key]
+    retries = int(node.settings.get("retries", 0))
+    if retry and node_run.attempt <= retries:
+        delay = float(node.settings.get("retry_backoff_seconds", 1.0)) * 2 ** (node_run.attempt - 1)
+        write_log(node_run, f"attempt {node_run.attempt} failed: {message}; retrying in {delay:g} s", "warning")
+        if transition(
+            node_run,
+            [NodeState.RUNNING, NodeState.WAITING],
+            state=NodeState.READY,
+            attempt=node_run.attempt + 1,
+            error=message[:10000],
+            ready_at=timezone.now() + timedelta(seconds=delay),
+            heartbeat_at=None,
+        ):
+            node_run_id = node_run.pk
+            transaction.on_commit(lambda: enqueue([node_run_id], countdown=delay))
+        return
+    write_log(node_run, f"failed: {message}", "error")
+    handles = ["error"] if node.settings.get("continue_on_failure") else []
+    if transition(
+        node_run,
+        [NodeState.RUNNING, NodeState.WAITING],
+        state=NodeState.FAILED,
+        error=message[:10000],
+        handles=handles,
+        finished_at=timezone.now(),
+        heartbeat_at=None,
+    ):
+        advance(run, plan, node_run.node_key, node_run.iteration)
+
+
+# --- cancel -------------------------------------------------------------------------
+
+
+def cancel_run(run: Run) -> bool:
+    """Stop a run and its child runs. Queued node runs never start; running ones stop at their
+    next progress check (their results are discarded). Returns False if already finished."""
+    now = timezone.now()
+    if not Run.objects.filter(pk=run.pk, state__in=RunState.ACTIVE).update(state=RunState.CANCELLED, finished_at=now):
+        return False
+    run.state, run.finished_at = RunState.CANCELLED, now
+    unfinished = list(NodeRun.objects.filter(run_id=run.pk, state__in=NodeState.UNFINISHED))
+    NodeRun.objects.filter(pk__in=[nr.pk for nr in unfinished]).update(
+        state=NodeState.CANCELLED, finished_at=now, heartbeat_at=None
+    )
+    queued = [f"{nr.pk}" for nr in unfinished if nr.state == NodeState.READY]
+
+    def announce():
+        for node_run in unfinished:
+            node_run.state, node_run.finished_at = NodeState.CANCELLED, now
+            events.node_changed(node_run)
+        events.run_changed(run)
+        if queued:
+            from datamate.celery import app
+
+            app.control.revoke([task_id(int(pk)) for pk in queued])
+
+    transaction.on_commit(announce)
+    for child in Run.objects.filter(parent_node_run__run_id=run.pk, state__in=RunState.ACTIVE):
+        cancel_run(child)
+    return True
+
+
+def task_id(node_run_id: int) -> str:
+    return f"datamate-node-run-{node_run_id}"
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=settings.DATAMATE_STALE_AFTER_SECONDS)

@@ -1,0 +1,63 @@
+"""A node type for engine tests: sleeps, fails, logs, reports progress and leaves markers,
+as the test's config says. Registered in the test process and its worker processes
+through DATAMATE_NODE_TYPE_MODULES (see tests/suite_environment.py)."""
+
+from pathlib import Path
+import time
+
+from nodes.execution import NodeFailed, NodeResult
+from nodes.registry import NodeType, register
+
+
+@register
+class TestStep(NodeType):
+    key = "test_step"
+    category = "data"
+    label = "Test step"
+    description = "Engine test double: configurable sleep, failures, logs, progress and markers."
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "sleep": {"type": "number", "minimum": 0},
+            "fail_times": {"type": "integer", "minimum": 0},
+            "fail_always": {"type": "boolean"},
+            "marker_file": {"type": "string"},
+            "log": {"type": "string"},
+            "progress_steps": {"type": "integer", "minimum": 0},
+            "value": {},
+            "handles": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+
+    @classmethod
+    def output_handles(cls, config):
+        return ["out", "a", "b", "error"]
+
+    @classmethod
+    def execute(cls, ctx):
+        config = ctx.config
+        if config.get("log"):
+            ctx.log(config["log"])
+        steps = config.get("progress_steps", 0)
+        for step in range(steps):
+            time.sleep(config.get("sleep", 0) / steps)
+            ctx.progress((step + 1) / steps, records_out=step + 1)
+        if not steps and config.get("sleep"):
+            time.sleep(config["sleep"])
+        if config.get("fail_always") or ctx.attempt <= config.get("fail_times", 0):
+            raise NodeFailed(f"planned failure on attempt {ctx.attempt}")
+        if config.get("marker_file"):
+            with Path(config["marker_file"]).open("a") as marker:
+                marker.write(f"{ctx.run_id}|{ctx.node_key}|{(ctx.loop or {}).get('index', '')}\n")
+        output = {
+            "attempt": ctx.attempt,
+            "inputs": sorted(ctx.inputs),
+            "input_values": {key: value.get("value") for key, value in ctx.inputs.items()},
+            "value": config.get("value"),
+        }
+        if ctx.loop is not None:
+            output["loop_index"] = ctx.loop["index"]
+            output["loop_item"] = ctx.loop["item"]
+            output["previous"] = {key: (value or {}).get("value") for key, value in ctx.loop["previous"].items()}
+        return NodeResult(output=output, handles=config.get("handles", ["out"]))
