@@ -1,0 +1,246 @@
+"""Retries, timeouts, failure routing, waits, cancel, re-run, duplicate delivery."""
+
+import time
+
+from django.utils import timezone
+
+from pipelines.engine import runtime
+from pipelines.engine.runs import rerun, start_run
+from pipelines.models import NodeRun, NodeRunLog
+from pipelines.tasks import execute_node
+from tests.engine.conftest import node_states, outputs, wait_for_run
+from tests.engine.test_basic_runs import edge, step
+from tests.factories import create_pipeline
+
+
+def markers(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def wait_until(predicate, timeout=20, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def test_retries_with_exponential_backoff(engine, alice):
+    doc = {
+        "name": "retry",
+        "nodes": [
+            {**step("flaky", fail_times=2), "settings": {"retries": 3, "retry_backoff_seconds": 0.2}},
+            step("after"),
+        ],
+        "edges": [edge("flaky", "after")],
+    }
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    assert run.state == "succeeded"
+    flaky = NodeRun.objects.get(run=run, node_key="flaky")
+    assert flaky.attempt == 3 and flaky.output["attempt"] == 3
+    logs = list(NodeRunLog.objects.filter(node_run=flaky).values_list("message", flat=True))
+    assert logs == [
+        "attempt 1 failed: planned failure on attempt 1; retrying in 0.2 s",
+        "attempt 2 failed: planned failure on attempt 2; retrying in 0.4 s",
+    ]
+
+
+def test_retries_exhausted_fail_the_run_and_skip_downstream(engine, alice):
+    doc = {
+        "name": "fail",
+        "nodes": [{**step("flaky", fail_always=True), "settings": {"retries": 1, "retry_backoff_seconds": 0.1}},
+                  step("after"), step("independent")],
+        "edges": [edge("flaky", "after")],
+    }  # fmt: skip
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    assert run.state == "failed"
+    assert node_states(run) == {"flaky": "failed", "after": "skipped", "independent": "succeeded"}
+    assert run.error == "flaky: planned failure on attempt 2"
+
+
+def test_continue_on_failure_routes_to_the_error_handle(engine, alice):
+    doc = {
+        "name": "route",
+        "nodes": [
+            {**step("risky", fail_always=True), "settings": {"continue_on_failure": True}},
+            step("on_success"),
+            step("on_error"),
+            {**step("report"), "settings": {"join": "none_failed"}},
+        ],
+        "edges": [
+            edge("risky", "on_success"),
+            edge("risky", "on_error", "error"),
+            edge("on_success", "report"),
+            edge("on_error", "report"),
+        ],
+    }
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    assert run.state == "succeeded"
+    assert node_states(run) == {"risky": "failed", "on_success": "skipped", "on_error": "succeeded",
+                                "report": "succeeded"}  # fmt: skip
+
+
+def test_join_none_failed_skips_after_an_unhandled_failure(engine, alice):
+    doc = {
+        "name": "none_failed",
+        "nodes": [step("ok"), step("broken", fail_always=True), {**step("join"), "settings": {"join": "none_failed"}},
+                  step("plain_join")],
+        "edges": [edge("ok", "join"), edge("broken", "join"), edge("ok", "plain_join"), edge("broken", "plain_join")],
+    }  # fmt: skip
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    # `all` runs on its live input; `none_failed` refuses to.
+    assert node_states(run) == {"ok": "succeeded", "broken": "failed", "join": "skipped",
+                                "plain_join": "succeeded"}  # fmt: skip
+
+
+def test_timeout_fails_a_slow_node(engine, alice):
+    doc = {"name": "slow", "nodes": [{**step("slow", sleep=5), "settings": {"timeout_seconds": 0.5}}]}
+    started = time.monotonic()
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    assert run.state == "failed"
+    assert run.error == "slow: timed out after 0.5 s"
+    assert time.monotonic() - started < 4
+
+
+def test_wait_holds_no_worker(engine, alice):
+    """Two 1.5 s waits and six quick steps on a worker with two processes: the steps are not
+    blocked behind the waits, and each wait resumes on time."""
+    doc = {
+        "name": "waits",
+        "nodes": [{"key": f"wait{i}", "type": "wait", "config": {"duration_seconds": 1.5}} for i in (1, 2)]
+        + [step(f"quick{i}") for i in range(6)]
+        + [step("after1"), step("after2")],
+        "edges": [edge("wait1", "after1"), edge("wait2", "after2")],
+    }
+    run = start_run(create_pipeline(alice, doc), user=alice)
+    wait_until(lambda: all(NodeRun.objects.get(run=run, node_key=f"quick{i}").state == "succeeded" for i in range(6)),
+               timeout=1.4, message="quick steps while both waits wait")  # fmt: skip
+    assert set(NodeRun.objects.filter(run=run, node_key__startswith="wait").values_list("state", flat=True)) == {
+        "waiting"
+    }
+    run = wait_for_run(run)
+    assert run.state == "succeeded"
+    for i in (1, 2):
+        waited = NodeRun.objects.get(run=run, node_key=f"wait{i}")
+        assert (waited.finished_at - waited.started_at).total_seconds() >= 1.5
+
+
+def test_wait_survives_a_restart_of_every_process(engine, alice, processes):
+    doc = {
+        "name": "durable",
+        "nodes": [step("before"), {"key": "pause", "type": "wait", "config": {"duration_seconds": 2}}, step("after")],
+        "edges": [edge("before", "pause"), edge("pause", "after")],
+    }
+    run = start_run(create_pipeline(alice, doc), user=alice)
+    wait_until(lambda: node_states(run)["pause"] == "waiting", message="the wait to start")
+    processes.worker.kill()  # kill -9: the delayed resume message dies with the worker
+    processes.worker.stop()
+    time.sleep(2.5)
+    assert node_states(run)["pause"] == "waiting"
+    processes.start_worker()
+    processes.start_beat()  # the sweeper, from the database alone, resumes the due timer
+    run = wait_for_run(run)
+    assert run.state == "succeeded"
+    assert node_states(run) == {"before": "succeeded", "pause": "succeeded", "after": "succeeded"}
+
+
+def test_cancel_stops_running_and_queued_nodes(engine, alice):
+    doc = {
+        "name": "cancel",
+        "nodes": [step("long", sleep=10, progress_steps=100), step("after"),
+                  {"key": "pause", "type": "wait", "config": {"duration_seconds": 60}}],
+        "edges": [edge("long", "after")],
+    }  # fmt: skip
+    run = start_run(create_pipeline(alice, doc), user=alice)
+    wait_until(lambda: NodeRun.objects.get(run=run, node_key="long").progress > 0, message="progress")
+    assert runtime.cancel_run(run) is True
+    started = time.monotonic()
+    wait_for_run(run)
+    assert run.state == "cancelled"
+    assert node_states(run) == {"long": "cancelled", "after": "cancelled", "pause": "cancelled"}
+    # The running node stopped at its next progress check instead of finishing its 10 s.
+    time.sleep(0.5)
+    long = NodeRun.objects.get(run=run, node_key="long")
+    assert long.state == "cancelled" and long.progress < 0.5
+    assert time.monotonic() - started < 3
+    assert runtime.cancel_run(run) is False
+
+
+def test_cancel_reaches_child_runs(engine, alice):
+    child = create_pipeline(alice, {"name": "child", "nodes": [step("long", sleep=10, progress_steps=100)]})
+    parent = create_pipeline(
+        alice, {"name": "parent", "nodes": [{"key": "call", "type": "subpipeline", "config": {"pipeline": child.pk}}]}
+    )
+    run = start_run(parent, user=alice)
+    wait_until(lambda: child.runs.filter(state="running").exists(), message="the child run")
+    runtime.cancel_run(run)
+    child_run = child.runs.get()
+    wait_for_run(child_run)
+    assert child_run.state == "cancelled"
+
+
+def test_rerun_from_failed_reuses_upstream_outputs(engine, alice, tmp_path):
+    marker = tmp_path / "marks.txt"
+    doc = {
+        "name": "rerun",
+        "parameters": [{"name": "broken", "type": "boolean", "default": True}],
+        "nodes": [
+            step("extract", marker_file=str(marker), value="data"),
+            step("other", marker_file=str(marker)),
+            step("transform", marker_file=str(marker), fail_always="{{ params.broken }}"),
+            step("load", marker_file=str(marker)),
+        ],
+        "edges": [edge("extract", "transform"), edge("transform", "load")],
+    }
+    pipeline = create_pipeline(alice, doc)
+    first = wait_for_run(start_run(pipeline, user=alice))
+    assert first.state == "failed"
+    assert sorted(line.split("|")[1] for line in markers(marker)) == ["extract", "other"]
+
+    second = wait_for_run(rerun(first, params={"broken": False}, user=alice))
+    assert second.state == "succeeded"
+    assert (second.rerun_of_id, second.rerun_from, second.params) == (first.pk, "transform", {"broken": False})
+    # extract and other were not executed again: their outputs were reused.
+    assert sorted(line.split("|")[1] for line in markers(marker)) == ["extract", "load", "other", "transform"]
+    assert outputs(second)["transform"]["input_values"] == {"extract": "data"}
+
+    third = wait_for_run(rerun(second, from_node="load", user=alice))
+    assert third.state == "succeeded"
+    assert [line.split("|")[1] for line in markers(marker)].count("load") == 2
+    assert [line.split("|")[1] for line in markers(marker)].count("transform") == 1
+
+
+def test_duplicate_delivery_executes_once(engine, alice, tmp_path):
+    marker = tmp_path / "marks.txt"
+    doc = {"name": "dup", "nodes": [step("once", sleep=0.5, marker_file=str(marker))]}
+    run = start_run(create_pipeline(alice, doc), user=alice)
+    node_run = NodeRun.objects.get(run=run)
+    for _ in range(5):  # the broker delivering the same message again
+        execute_node.apply_async((node_run.pk,))
+    wait_for_run(run)
+    time.sleep(0.5)
+    assert run.state == "succeeded"
+    assert len(markers(marker)) == 1
+
+
+def test_kill_9_of_a_worker_mid_node_finishes_the_node_exactly_once(engine, alice, processes, tmp_path):
+    marker = tmp_path / "marks.txt"
+    doc = {
+        "name": "chaos",
+        "nodes": [step("work", sleep=3, progress_steps=30, marker_file=str(marker)), step("after")],
+        "edges": [edge("work", "after")],
+    }
+    run = start_run(create_pipeline(alice, doc), user=alice)
+    wait_until(lambda: NodeRun.objects.get(run=run, node_key="work").progress > 0.2, message="work under way")
+    processes.worker.kill()
+    processes.worker.stop()
+    processes.start_worker()
+    processes.start_beat()
+    run = wait_for_run(run, timeout=40)
+    assert run.state == "succeeded"
+    work = NodeRun.objects.get(run=run, node_key="work")
+    assert work.attempt == 2
+    assert len(markers(marker)) == 1  # the killed attempt never finished; the second did, once
+    assert "worker lost" in " ".join(NodeRunLog.objects.filter(node_run=work).values_list("message", flat=True))
+    assert (timezone.now() - work.finished_at).total_seconds() < 40
