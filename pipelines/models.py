@@ -228,3 +228,19 @@ class NodeRunLog(models.Model):
 
     def __str__(self):
         return f"{self.level}: {self.message[:80]}"
+
+
+class NodeResultCache(models.Model):
+    """Outputs of nodes that opted into caching, by what determines them (see engine/cache.py)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    node_type = models.CharField(max_length=100)
+    output = models.JSONField()
+    handles = models.JSONField()
+    records_in = models.BigIntegerField(null=True, blank=True)
+    records_out = models.BigIntegerField(null=True, blank=True)
+    source = models.ForeignKey(NodeRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.node_type} {self.key[:12]}"

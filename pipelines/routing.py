@@ -1,3 +1,9 @@
-"""Websocket routes. The run consumers arrive with the execution engine."""
+"""Websocket routes (mounted by datamate/asgi.py behind AuthMiddlewareStack)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from pipelines.consumers import RunConsumer
+
+websocket_urlpatterns = [
+    path("ws/runs/<int:run_id>/", RunConsumer.as_asgi()),
+]

@@ -18,3 +18,11 @@ def resume_node(node_run_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep() -> None:
     sweeper.sweep()
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def node_test(payload: dict) -> None:
+    """Test one node without a Run (see pipelines/engine/node_test.py)."""
+    from pipelines.engine import node_test as node_test_service
+
+    node_test_service.execute_and_store(payload)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from nodes.execution import NodeFailed, NodeResult
 from nodes.expressions import ExpressionError, evaluate, render
-from pipelines.engine import events, loops, runtime, subruns
+from pipelines.engine import cache, events, loops, runtime, subruns
 from pipelines.engine.plan import Plan, PlanNode, edge_state
 from pipelines.engine.states import NodeState, RunState
 from pipelines.models import NodeRun, Run
@@ -53,6 +53,13 @@ def execute(node_run_id: int) -> None:
     if node.node_type.is_container:
         loops.start(run, plan, node, node_run, context)
         return
+    key = cache.cache_key(node, context) if node.settings.get("cache") else None
+    hit = cache.lookup(key) if key else None
+    if hit is not None:
+        result, source = hit
+        runtime.write_log(node_run, f"reused the cached result of node run {source}")
+        runtime.succeed(run, plan, node_run, result, state=NodeState.CACHED)
+        return
     try:
         with heartbeat(node_run), time_limit(node.settings.get("timeout_seconds")):
             result = node.node_type.execute(context)
@@ -67,6 +74,8 @@ def execute(node_run_id: int) -> None:
     except Exception as exc:  # an executor's bug must fail the node, not the worker
         runtime.fail(run, plan, node_run, f"{type(exc).__name__}: {exc}")
         return
+    if key and result.wait_until is None and result.child_run is None:
+        cache.store(key, node, node_run, result)
     finish(run, plan, node_run, result)
 
 

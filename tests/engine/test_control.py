@@ -244,3 +244,28 @@ def test_kill_9_of_a_worker_mid_node_finishes_the_node_exactly_once(engine, alic
     assert len(markers(marker)) == 1  # the killed attempt never finished; the second did, once
     assert "worker lost" in " ".join(NodeRunLog.objects.filter(node_run=work).values_list("message", flat=True))
     assert (timezone.now() - work.finished_at).total_seconds() < 40
+
+
+def test_result_cache_reuses_identical_work(engine, alice, tmp_path):
+    marker = tmp_path / "marks.txt"
+    doc = {
+        "name": "cache",
+        "parameters": [{"name": "value", "type": "string", "default": "a"}],
+        "nodes": [
+            step("source", value="{{ params.value }}"),
+            {**step("expensive", marker_file=str(marker)), "settings": {"cache": True}},
+            step("uncached", marker_file=str(marker)),
+        ],
+        "edges": [edge("source", "expensive"), edge("source", "uncached")],
+    }
+    pipeline = create_pipeline(alice, doc)
+    first = wait_for_run(start_run(pipeline, user=alice))
+    second = wait_for_run(start_run(pipeline, user=alice))
+    assert node_states(second) == {"source": "succeeded", "expensive": "cached", "uncached": "succeeded"}
+    assert outputs(second)["expensive"] == outputs(first)["expensive"]
+    names = [line.split("|")[1] for line in markers(marker)]
+    assert names.count("expensive") == 1 and names.count("uncached") == 2
+    # Different input, different key: executed again.
+    third = wait_for_run(start_run(pipeline, {"value": "b"}, user=alice))
+    assert node_states(third)["expensive"] == "succeeded"
+    assert [line.split("|")[1] for line in markers(marker)].count("expensive") == 2

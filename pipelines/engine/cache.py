@@ -1,0 +1,53 @@
+"""The opt-in result cache (`settings.cache` on a node).
+
+A node's result is determined by its type, its resolved config, its inputs and the version
+of its executor, so their hash is the key. A hit marks the node run `cached` and reuses the
+stored output without executing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import IntegrityError
+import orjson
+
+from nodes.execution import NodeResult
+from pipelines.engine.plan import PlanNode
+from pipelines.models import NodeResultCache, NodeRun
+
+
+def cache_key(node: PlanNode, context) -> str:
+    material = {
+        "type": node.type,
+        "executor_version": node.node_type.executor_version,
+        "config": context.config,
+        "inputs": context.inputs,
+        "loop": context.loop and {"index": context.loop["index"], "item": context.loop["item"]},
+    }
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def lookup(key: str) -> tuple[NodeResult, int | None] | None:
+    entry = NodeResultCache.objects.filter(key=key).first()
+    if entry is None:
+        return None
+    result = NodeResult(
+        output=entry.output, handles=entry.handles, records_in=entry.records_in, records_out=entry.records_out
+    )
+    return result, entry.source_id
+
+
+def store(key: str, node: PlanNode, node_run: NodeRun, result: NodeResult) -> None:
+    try:
+        NodeResultCache.objects.create(
+            key=key,
+            node_type=node.type,
+            output=result.output,
+            handles=result.handles,
+            records_in=result.records_in,
+            records_out=result.records_out,
+            source=node_run,
+        )
+    except IntegrityError:
+        pass  # an identical execution stored it first

@@ -1,0 +1,287 @@
+"""Test one node on a worker, without a Run.
+
+The web side (`run_node_test`) checks the request the way a run would (the node's config
+against its type, parameters with defaults applied), gathers the node's inputs (given, or
+the upstream outputs of the pipeline's latest finished run), and sends everything the worker
+needs in one Celery message. The worker (`execute_payload`) resolves the config in the same
+sandbox as the engine, runs the type's executor against a lightweight context that keeps
+log lines in memory, and pushes the result to a Redis list under a unique key; the web side
+waits on that list, bounded by the timeout. Nothing is written to the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+import math
+import time
+from typing import Any
+import uuid
+
+from nodes import registry
+from nodes.execution import NodeFailed
+from nodes.expressions import ExpressionError, evaluate, render
+from pipelines import services
+from pipelines.engine import events
+from pipelines.engine.plan import Plan, edge_state
+from pipelines.engine.runs import ParamsInvalid, resolve_params
+from pipelines.engine.states import RunState
+from pipelines.graph_validation import GraphError, GraphInvalid, validate_document
+from pipelines.models import NodeRun, Pipeline, Run
+
+#: Types whose execution means more than one call of `execute` (a body, a timer, a child run).
+NOT_TESTABLE = {
+    "wait": "a Wait node is a durable timer",
+    "subpipeline": "a Sub-pipeline node starts a child run",
+}
+RESULT_TTL_SECONDS = 120
+#: Extra wait after the deadline, for the worker's answer that the node timed out.
+ANSWER_GRACE_SECONDS = 2.0
+MAX_LOG_LINES = 1000
+MAX_LOG_MESSAGE = 10000
+
+
+class NodeNotTestable(ParamsInvalid):
+    """The node cannot run on its own (a container, a timer, a child run). Names `key`."""
+
+    def __init__(self, message: str):
+        super().__init__([{"field": "key", "message": message}])
+
+
+def result_key(request_id: str) -> str:
+    return f"datamate:node-test:{request_id}"
+
+
+# --- web side -----------------------------------------------------------------------
+
+
+def run_node_test(
+    pipeline: Pipeline,
+    key: str,
+    *,
+    inputs: dict[str, dict[str, Any]] | None = None,
+    params: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    loop: dict[str, Any] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any] | None:
+    """Run node `key` of the pipeline's latest saved graph on a worker and return its result,
+    or None if no worker answered within `timeout` seconds.
+
+    Raises services.NotFound (no such node), NodeNotTestable, GraphInvalid (the node's
+    config is invalid) or ParamsInvalid, before anything is sent to a worker."""
+    payload = prepare(pipeline, key, inputs=inputs, params=params, config=config, loop=loop, timeout=timeout)
+    from pipelines.tasks import node_test
+
+    node_test.apply_async((payload,), expires=timeout)
+    result = wait_for_result(payload["request_id"], timeout + ANSWER_GRACE_SECONDS)
+    if result is not None:
+        result["inputs_from_run"] = payload["inputs_from_run"]
+    return result
+
+
+def prepare(
+    pipeline: Pipeline,
+    key: str,
+    *,
+    inputs: dict[str, dict[str, Any]] | None = None,
+    params: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    loop: dict[str, Any] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """The worker's message: the node, its resolved parameters, inputs and variables."""
+    document = services.current_document(pipeline)
+    node = next((n for n in document["nodes"] if n["key"] == key), None)
+    if node is None:
+        raise services.NotFound(f"pipeline {pipeline.pk} has no node {key!r}")
+    try:
+        node_type = registry.get(node["type"])
+    except registry.UnknownNodeType:
+        raise NodeNotTestable(f"unknown node type {node['type']!r}") from None
+    if node_type.is_container:
+        raise NodeNotTestable(f"a {node_type.label} node runs a body of nodes; it cannot be tested alone")
+    if node["type"] in NOT_TESTABLE:
+        raise NodeNotTestable(f"{NOT_TESTABLE[node['type']]}; it cannot be tested alone")
+    if config is not None:
+        node["config"] = config
+    _check_node(document, key)
+    resolved = resolve_params(document["parameters"], params, pipeline.owner)
+
+    plan_node = Plan.from_spec({"nodes": [node], "edges": []}).nodes[key]
+    incoming = [(e["source"], e["source_handle"]) for e in document["edges"] if e["target"] == key]
+    if not incoming and node.get("parent"):
+        # A first node of a Loop body gets the Loop's own inputs, as in a run.
+        incoming = [(e["source"], e["source_handle"]) for e in document["edges"] if e["target"] == node["parent"]]
+    wanted = {source for source, _ in incoming} | set(plan_node.referenced_nodes)
+
+    latest = None
+    rows: dict[str, tuple[str, Any, Any]] = {}
+    if wanted and (inputs is None or plan_node.referenced_nodes - set(inputs)):
+        latest = (
+            Run.objects.filter(pipeline=pipeline, state__in=RunState.FINISHED).order_by("-id").only("pk").first()
+        )
+        if latest is not None:
+            rows = {
+                node_key: (state, handles, output)
+                for node_key, state, handles, output in NodeRun.objects.filter(
+                    run=latest, iteration="", node_key__in=wanted
+                ).values_list("node_key", "state", "handles", "output")
+            }
+    inputs_from_run = None
+    if inputs is None:
+        inputs = {}
+        for source, handle in incoming:
+            row = rows.get(source)
+            if row and edge_state(row[0], row[1], handle):
+                inputs[source] = row[2] or {}
+        inputs_from_run = latest.pk if latest is not None and inputs else None
+    nodes = {node_key: {"output": row[2] or {}, "state": row[0]} for node_key, row in rows.items()}
+    nodes.update({node_key: {"output": output, "state": "succeeded"} for node_key, output in inputs.items()})
+    if node.get("parent"):
+        loop = {"index": 0, "item": None, "previous": {}, **(loop or {})}
+    timeouts = [timeout, node.get("settings", {}).get("timeout_seconds")]
+    return {
+        "request_id": uuid.uuid4().hex,
+        "pipeline": pipeline.pk,
+        "key": key,
+        "type": node["type"],
+        "config": node["config"],
+        "params": resolved,
+        "inputs": inputs,
+        "nodes": nodes,
+        "loop": loop,
+        "owner_id": pipeline.owner_id,
+        "time_limit": min(t for t in timeouts if t),
+        # Wall clock: the worker may be another machine, and must not start a stale request.
+        "deadline": time.time() + timeout,
+        "inputs_from_run": inputs_from_run,
+    }
+
+
+def _check_node(document: dict[str, Any], key: str) -> None:
+    """The node's own config and settings, checked as the graph validator would check them.
+    Errors elsewhere in the graph do not stop a test (the designer may be mid-edit)."""
+    index = next(i for i, n in enumerate(document["nodes"]) if n["key"] == key)
+    prefix = f"nodes[{index}]."
+    errors = [
+        GraphError(error.field.removeprefix(prefix), error.message, key)
+        for error in validate_document(document)
+        if error.node == key and error.field.startswith(prefix)
+        and error.field.removeprefix(prefix).split(".")[0].split("[")[0] in ("config", "settings")
+    ]
+    if errors:
+        raise GraphInvalid(errors)
+
+
+def wait_for_result(request_id: str, seconds: float) -> dict[str, Any] | None:
+    client = events.redis_client()
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        # Whole seconds: BLPOP takes fractions only from Redis 6 on.
+        answer = client.blpop([result_key(request_id)], timeout=max(1, min(5, math.ceil(remaining))))
+        if answer is not None:
+            return json.loads(answer[1])
+    return None
+
+
+# --- worker side --------------------------------------------------------------------
+
+
+@dataclass
+class NodeTestContext:
+    """An ExecutionContext for one test execution: logs kept in memory, progress ignored."""
+
+    node_key: str
+    config: dict[str, Any]
+    params: dict[str, Any]
+    inputs: dict[str, dict[str, Any]]
+    loop: dict[str, Any] | None
+    owner_id: int
+    run_id: int = 0
+    attempt: int = 1
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    _started: float = field(default_factory=time.monotonic, repr=False)
+
+    def log(self, message: str, level: str = "info") -> None:
+        if len(self.logs) < MAX_LOG_LINES:
+            self.logs.append(
+                {
+                    "level": level,
+                    "message": str(message)[:MAX_LOG_MESSAGE],
+                    "seconds": round(time.monotonic() - self._started, 3),
+                }
+            )
+
+    def progress(
+        self, fraction: float | None = None, *, records_in: int | None = None, records_out: int | None = None
+    ) -> None:
+        return None
+
+
+def execute_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run the node of a `prepare`d payload here and return what the web side shows."""
+    from pipelines.engine.execution import NodeTimedOut, time_limit
+
+    started = time.monotonic()
+    answer: dict[str, Any] = {
+        "output": None,
+        "handles": None,
+        "records_in": None,
+        "records_out": None,
+        "logs": [],
+        "error": None,
+    }
+    context = None
+    limit = min(float(payload["time_limit"]), payload["deadline"] - time.time())
+    try:
+        if limit <= 0:
+            raise NodeTimedOut()
+        node_type = registry.get(payload["type"])
+        variables = {"params": payload["params"], "nodes": payload["nodes"], "loop": payload["loop"] or {}}
+        try:
+            config = {
+                name: evaluate(value, variables) if name in node_type.expression_fields else render(value, variables)
+                for name, value in payload["config"].items()
+            }
+        except ExpressionError as exc:
+            raise ExpressionError(f"config: {exc}") from None
+        context = NodeTestContext(
+            node_key=payload["key"],
+            config=config,
+            params=payload["params"],
+            inputs=payload["inputs"],
+            loop=payload["loop"],
+            owner_id=payload["owner_id"],
+        )
+        with time_limit(limit):
+            result = node_type.execute(context)
+        if result.wait_until is not None or result.child_run is not None:
+            raise NodeFailed("the node asked to wait or to start a child run; it cannot be tested alone")
+        answer.update(
+            output=result.output,
+            handles=result.handles,
+            records_in=result.records_in,
+            records_out=result.records_out,
+        )
+    except NodeTimedOut:
+        answer["error"] = f"timed out after {max(limit, 0):g} s"
+    except (NodeFailed, ExpressionError) as exc:
+        answer["error"] = str(exc)
+    except Exception as exc:  # an executor's bug is the test's answer, not the worker's crash
+        answer["error"] = f"{type(exc).__name__}: {exc}"
+    if context is not None:
+        answer["logs"] = context.logs
+    answer["duration_ms"] = round((time.monotonic() - started) * 1000)
+    return answer
+
+
+def execute_and_store(payload: dict[str, Any]) -> None:
+    """The Celery task's body: run the node, push the answer for the waiting web request."""
+    answer = execute_payload(payload)
+    text = json.dumps(answer, default=str)
+    key = result_key(payload["request_id"])
+    with events.redis_client().pipeline() as pipe:
+        pipe.rpush(key, text)
+        pipe.expire(key, RESULT_TTL_SECONDS)
+        pipe.execute()
