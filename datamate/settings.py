@@ -120,9 +120,11 @@ CELERY_BEAT_SCHEDULE = {
     "datamate-sweep": {"task": "pipelines.tasks.sweep", "schedule": DATAMATE_SWEEP_SECONDS},
 }
 
+# Redis pub/sub: one PUBLISH per group message. Live events need no storage (a client that
+# misses some gets a fresh snapshot), so the cheaper layer serves best.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [CELERY_BROKER_URL]},
     }
 }

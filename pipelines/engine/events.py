@@ -3,7 +3,8 @@ Channels group `run-<id>` after the change is committed.
 
 Publishing must not slow the engine down, so a worker hands events to one background
 thread per process, which numbers them (a Redis counter per run, so a client can tell it
-missed nothing) and sends them through the channel layer. Clients rebuild state from a
+missed nothing) and sends them through the channel layer in batches: a group message
+`{"type": "run.events", "first_seq": N, "events": [...]}` carries events N, N+1, …. Clients rebuild state from a
 snapshot plus these deltas; each node-run delta carries `version` (see states.py) so one
 that arrives late never overwrites a newer state.
 """
@@ -24,6 +25,7 @@ import redis
 logger = logging.getLogger(__name__)
 
 SEQUENCE_TTL_SECONDS = 7 * 24 * 3600
+MAX_BATCH = 500
 
 
 def group_name(run_id: int) -> str:
@@ -69,25 +71,42 @@ class _Publisher:
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         layer = get_channel_layer()
         client = redis_client()
         pending = self._queue
         while True:
-            run_id, event = pending.get()
+            # Whatever piled up while the last batch was sent goes out together: one counter
+            # update and one message per run, however many events.
+            batch = [pending.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(pending.get_nowait())
+                except queue.Empty:
+                    break
+            by_run: dict[int, list[dict[str, Any]]] = {}
+            for run_id, event in batch:
+                by_run.setdefault(run_id, []).append(event)
             try:
-                key = sequence_key(run_id)
                 with client.pipeline() as pipe:
-                    pipe.incr(key)
-                    pipe.expire(key, SEQUENCE_TTL_SECONDS)
-                    seq, _ = pipe.execute()
-                loop.run_until_complete(
-                    layer.group_send(group_name(run_id), {"type": "run.event", "seq": seq, "event": event})
-                )
+                    for run_id, run_events in by_run.items():
+                        pipe.incrby(sequence_key(run_id), len(run_events))
+                        pipe.expire(sequence_key(run_id), SEQUENCE_TTL_SECONDS)
+                    last_seqs = pipe.execute()[::2]
+                messages = [
+                    (group_name(run_id), {"type": "run.events", "first_seq": last - len(evs) + 1, "events": evs})
+                    for (run_id, evs), last in zip(by_run.items(), last_seqs, strict=True)
+                ]
+                loop.run_until_complete(_send_all(layer, messages))
             except Exception:
                 # A lost event is recovered by the client's next snapshot; never fail the run.
-                logger.exception("could not publish an event of run %s", run_id)
+                logger.exception("could not publish %d events", len(batch))
             if pending.empty():
                 self._idle.set()
+
+
+async def _send_all(layer, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
 
 
 _publisher = _Publisher()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+import os
 import signal
 import threading
 import time
@@ -30,7 +31,12 @@ class NodeTimedOut(Exception):
 
 
 def execute(node_run_id: int) -> None:
-    """Celery's entry point. A duplicate delivery finds nothing to claim and does nothing."""
+    """Celery's entry point. A duplicate delivery finds nothing to claim and does nothing.
+
+    When finishing a node readies successors, this worker claims one of them on the spot and
+    runs it next (the others go to the queue): a chain costs one broker round trip, not one
+    per node, and a fan-out still spreads over every worker.
+    """
     now = timezone.now()
     claimed = NodeRun.objects.filter(pk=node_run_id, state=NodeState.READY).update(
         state=NodeState.RUNNING, started_at=now, heartbeat_at=now
@@ -38,15 +44,29 @@ def execute(node_run_id: int) -> None:
     if not claimed:
         return
     node_run = NodeRun.objects.select_related("run").get(pk=node_run_id)
-    run = node_run.run
     transaction.on_commit(lambda: events.node_changed(node_run))
+    handoff = runtime.Handoff()
+    token = runtime.handoff.set(handoff)
+    try:
+        known_rows = None
+        while node_run is not None:
+            run_claimed(node_run, known_rows)
+            node_run, known_rows = handoff.take()
+    finally:
+        runtime.handoff.reset(token)
+
+
+def run_claimed(node_run: NodeRun, known_rows: dict[str, NodeRun] | None = None) -> None:
+    """Execute a node run this worker holds (state `running`). `known_rows` are node runs of
+    the same scope already read by the caller, which spares reading upstream outputs again."""
+    run = node_run.run
     if run.state != RunState.RUNNING:
-        runtime.transition(node_run, [NodeState.RUNNING], state=NodeState.CANCELLED, finished_at=now)
+        runtime.transition(node_run, [NodeState.RUNNING], state=NodeState.CANCELLED, finished_at=timezone.now())
         return
     plan = runtime.plan_for(run)
     node = plan.nodes[node_run.node_key]
     try:
-        context = build_context(run, plan, node, node_run)
+        context = build_context(run, plan, node, node_run, known_rows)
     except ExpressionError as exc:
         runtime.fail(run, plan, node_run, f"config: {exc}", retry=False)
         return
@@ -154,11 +174,14 @@ class Context:
             raise NodeCancelled()
 
 
-def build_context(run: Run, plan: Plan, node: PlanNode, node_run: NodeRun) -> Context:
+def build_context(
+    run: Run, plan: Plan, node: PlanNode, node_run: NodeRun, known_rows: dict[str, NodeRun] | None = None
+) -> Context:
     """Inputs from live upstream edges, and the config with its templates resolved."""
     iteration = node_run.iteration
     wanted = set(plan.predecessors(node.key)) | node.referenced_nodes
-    outputs = _outputs(run, wanted, iteration)
+    known = {key: (row.state, row.handles, row.output) for key, row in (known_rows or {}).items() if key in wanted}
+    outputs = {**_outputs(run, wanted - known.keys(), iteration), **known}
     inputs: dict[str, dict[str, Any]] = {}
     for source, handle in plan.incoming.get(node.key, ()):
         row = outputs.get(source)
@@ -217,25 +240,43 @@ def _outputs(run: Run, keys: set[str], iteration: str) -> dict[str, tuple[str, A
 # --- worker-side guards -------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def heartbeat(node_run: NodeRun):
-    """While the executor runs, a thread stamps `heartbeat_at` so the sweeper knows we live."""
-    stop = threading.Event()
-    interval = settings.DATAMATE_HEARTBEAT_SECONDS
+class _Heartbeats:
+    """One thread per worker process stamps `heartbeat_at` on the node runs it is executing,
+    so the sweeper can tell a live worker from a dead one (a thread per node would cost more
+    than a fast node itself)."""
 
-    def beat():
-        while not stop.wait(interval):
-            NodeRun.objects.filter(pk=node_run.pk, state=NodeState.RUNNING, attempt=node_run.attempt).update(
-                heartbeat_at=timezone.now()
-            )
-        close_old_connections()
+    def __init__(self):
+        self._active: dict[int, int] = {}
+        self._pid: int | None = None
+        self._lock = threading.Lock()
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{node_run.pk}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
+    @contextlib.contextmanager
+    def beating(self, node_run: NodeRun):
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._active = {}
+                    threading.Thread(target=self._beat, name="datamate-heartbeat", daemon=True).start()
+                    self._pid = os.getpid()
+        self._active[node_run.pk] = node_run.attempt
+        try:
+            yield
+        finally:
+            self._active.pop(node_run.pk, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(settings.DATAMATE_HEARTBEAT_SECONDS)
+            try:
+                for node_run_id, attempt in list(self._active.items()):
+                    NodeRun.objects.filter(pk=node_run_id, state=NodeState.RUNNING, attempt=attempt).update(
+                        heartbeat_at=timezone.now()
+                    )
+            except Exception:  # the database may be briefly unavailable; beat again later
+                close_old_connections()
+
+
+heartbeat = _Heartbeats().beating
 
 
 @contextlib.contextmanager

@@ -118,9 +118,7 @@ def prepare(
     latest = None
     rows: dict[str, tuple[str, Any, Any]] = {}
     if wanted and (inputs is None or plan_node.referenced_nodes - set(inputs)):
-        latest = (
-            Run.objects.filter(pipeline=pipeline, state__in=RunState.FINISHED).order_by("-id").only("pk").first()
-        )
+        latest = Run.objects.filter(pipeline=pipeline, state__in=RunState.FINISHED).order_by("-id").only("pk").first()
         if latest is not None:
             rows = {
                 node_key: (state, handles, output)
@@ -167,7 +165,8 @@ def _check_node(document: dict[str, Any], key: str) -> None:
     errors = [
         GraphError(error.field.removeprefix(prefix), error.message, key)
         for error in validate_document(document)
-        if error.node == key and error.field.startswith(prefix)
+        if error.node == key
+        and error.field.startswith(prefix)
         and error.field.removeprefix(prefix).split(".")[0].split("[")[0] in ("config", "settings")
     ]
     if errors:
@@ -265,7 +264,12 @@ def execute_payload(payload: dict[str, Any]) -> dict[str, Any]:
             records_out=result.records_out,
         )
     except NodeTimedOut:
-        answer["error"] = f"timed out after {max(limit, 0):g} s"
+        configured = float(payload["time_limit"])
+        if limit >= configured - 0.5:
+            answer["error"] = f"timed out after {configured:g} s"
+        else:  # the request waited in the queue before a worker took it
+            left = max(limit, 0)
+            answer["error"] = f"timed out: {left:.1f} s of the {configured:g} s were left when a worker took it"
     except (NodeFailed, ExpressionError) as exc:
         answer["error"] = str(exc)
     except Exception as exc:  # an executor's bug is the test's answer, not the worker's crash

@@ -10,6 +10,7 @@ conditional update lets only one of them start the join).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import timedelta
 import logging
 from typing import Any
@@ -84,36 +85,102 @@ def enqueue(node_run_ids: Iterable[int], countdown: float | None = None) -> None
 # --- advancing ----------------------------------------------------------------------
 
 
-def advance(run: Run, plan: Plan, finished_key: str, iteration: str) -> None:
-    """After `finished_key` reached a final state: ready or skip its successors, and finish the
+class Handoff:
+    """Set by a worker while it executes: `advance` leaves here one node run it claimed for
+    that worker to run next, with the rows it read (see execution.execute)."""
+
+    def __init__(self):
+        self._next: tuple[NodeRun, dict[str, NodeRun]] | None = None
+
+    def offer(self, node_run: NodeRun, rows: dict[str, NodeRun]) -> bool:
+        if self._next is not None:
+            return False
+        self._next = (node_run, rows)
+        return True
+
+    @property
+    def free(self) -> bool:
+        return self._next is None
+
+    def take(self) -> tuple[NodeRun | None, dict[str, NodeRun] | None]:
+        taken, self._next = self._next, None
+        return taken if taken is not None else (None, None)
+
+
+handoff: ContextVar[Handoff | None] = ContextVar("handoff", default=None)
+
+
+_SCOPE_CACHE_SIZE = 1024
+_scope_ids: dict[tuple[int, str], dict[str, int]] = {}
+
+
+def scope_ids(run: Run, iteration: str) -> dict[str, int]:
+    """Node-run ids of one scope by node key; they never change, so each process reads them once."""
+    key = (run.pk, iteration)
+    ids = _scope_ids.get(key)
+    if ids is None:
+        if len(_scope_ids) >= _SCOPE_CACHE_SIZE:
+            _scope_ids.pop(next(iter(_scope_ids)))
+        ids = _scope_ids[key] = dict(
+            NodeRun.objects.filter(run_id=run.pk, iteration=iteration).values_list("node_key", "pk")
+        )
+    return ids
+
+
+def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
+    """After `finished` reached a final state: ready or skip its successors, and finish the
     scope (run or loop iteration) when nothing in it is left to do."""
+    iteration = finished.iteration
     readied: list[int] = []
-    worklist = [finished_key]
+    started_inline = False
+    worklist = [finished]
     while worklist:
-        targets = plan.successors(worklist.pop())
+        current = worklist.pop()
+        targets = plan.successors(current.node_key)
         if not targets:
             continue
-        needed = set(targets).union(*(plan.predecessors(t) for t in targets))
-        # Read after our own committed change: see the module docstring.
-        rows = {
-            row.node_key: row for row in NodeRun.objects.filter(run_id=run.pk, iteration=iteration, node_key__in=needed)
-        }
         for target in targets:
-            row = rows[target]
+            incoming = plan.incoming[target]
+            if all(source == current.node_key for source, _ in incoming):
+                # Fed by `current` alone, whose final state we hold: no need to read anything.
+                rows = {current.node_key: current}
+                row = NodeRun(
+                    pk=scope_ids(run, iteration)[target],
+                    run_id=run.pk,
+                    node_key=target,
+                    iteration=iteration,
+                    state=NodeState.PENDING,
+                )
+            else:
+                # Read after our own committed change: see the module docstring.
+                needed = {source for source, _ in incoming} | {target}
+                rows = {
+                    row.node_key: row
+                    for row in NodeRun.objects.filter(run_id=run.pk, iteration=iteration, node_key__in=needed)
+                }
+                row = rows[target]
             if row.state != NodeState.PENDING:
                 continue
-            inputs = [(rows[source].state, rows[source].handles, handle) for source, handle in plan.incoming[target]]
+            inputs = [(rows[source].state, rows[source].handles, handle) for source, handle in incoming]
             decision = decide(plan.nodes[target].join, inputs)
             now = timezone.now()
-            if decision == READY and transition(row, [NodeState.PENDING], state=NodeState.READY, ready_at=now):
+            taker = handoff.get()
+            if decision == READY and taker is not None and taker.free:
+                if transition(
+                    row, [NodeState.PENDING], state=NodeState.RUNNING, ready_at=now, started_at=now, heartbeat_at=now
+                ):
+                    row.run = run
+                    taker.offer(row, rows)
+                    started_inline = True
+            elif decision == READY and transition(row, [NodeState.PENDING], state=NodeState.READY, ready_at=now):
                 readied.append(row.pk)
             elif decision == SKIP and transition(
                 row, [NodeState.PENDING], state=NodeState.SKIPPED, finished_at=now, handles=[]
             ):
-                worklist.append(target)
+                worklist.append(row)
     if readied:
         transaction.on_commit(lambda: enqueue(readied))
-    else:
+    elif not started_inline:
         finish_scope_if_done(run, plan, iteration)
 
 
@@ -160,7 +227,7 @@ def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: 
         heartbeat_at=None,
     )
     if changed:
-        advance(run, plan, node_run.node_key, node_run.iteration)
+        advance(run, plan, node_run)
 
 
 def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool = True) -> None:
@@ -194,7 +261,7 @@ def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool =
         finished_at=timezone.now(),
         heartbeat_at=None,
     ):
-        advance(run, plan, node_run.node_key, node_run.iteration)
+        advance(run, plan, node_run)
 
 
 # --- cancel -------------------------------------------------------------------------
