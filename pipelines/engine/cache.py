@@ -7,6 +7,7 @@ stored output without executing anything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 from django.db import IntegrityError
@@ -39,7 +40,7 @@ def lookup(key: str) -> tuple[NodeResult, int | None] | None:
 
 
 def store(key: str, node: PlanNode, node_run: NodeRun, result: NodeResult) -> None:
-    try:
+    with contextlib.suppress(IntegrityError):  # an identical execution stored it first
         NodeResultCache.objects.create(
             key=key,
             node_type=node.type,
@@ -49,5 +50,3 @@ def store(key: str, node: PlanNode, node_run: NodeRun, result: NodeResult) -> No
             records_out=result.records_out,
             source=node_run,
         )
-    except IntegrityError:
-        pass  # an identical execution stored it first
