@@ -43,7 +43,7 @@ def execute(node_run_id: int) -> None:
     )
     if not claimed:
         return
-    node_run = NodeRun.objects.select_related("run").get(pk=node_run_id)
+    node_run = NodeRun.objects.select_related("run__pipeline").get(pk=node_run_id)
     transaction.on_commit(lambda: events.node_changed(node_run))
     handoff = runtime.Handoff()
     token = runtime.handoff.set(handoff)

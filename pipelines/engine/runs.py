@@ -58,6 +58,29 @@ def resolve_params(definitions: list[dict[str, Any]], values: dict[str, Any] | N
     return resolved
 
 
+_SPEC_CACHE_SIZE = 256
+_specs: dict[tuple[int, int], dict[str, Any]] = {}
+
+
+def frozen_spec(pipeline: Pipeline, version: int) -> dict[str, Any]:
+    """The validated document of a version. A version never changes, so each process builds
+    and validates it once. Raises GraphInvalid or NotFound."""
+    key = (pipeline.pk, version)
+    spec = _specs.get(key)
+    if spec is None:
+        if version == pipeline.version:
+            spec = services.current_document(pipeline)
+        else:
+            spec = services.version_document(pipeline, version)
+        errors = validate_document(spec)
+        if errors:
+            raise GraphInvalid(errors)
+        if len(_specs) >= _SPEC_CACHE_SIZE:
+            _specs.pop(next(iter(_specs)))
+        _specs[key] = spec
+    return spec
+
+
 def start_run(
     pipeline: Pipeline,
     params: dict[str, Any] | None = None,
@@ -77,13 +100,9 @@ def start_run(
     """
     if reuse is not None:
         spec, version = reuse.spec, reuse.version
-    elif version is None or version == pipeline.version:
-        spec, version = services.current_document(pipeline), pipeline.version
     else:
-        spec = services.version_document(pipeline, version)
-    errors = validate_document(spec)
-    if errors:
-        raise GraphInvalid(errors)
+        version = pipeline.version if version is None else version
+        spec = frozen_spec(pipeline, version)
     resolved = resolve_params(spec["parameters"], params, pipeline.owner)
     plan = Plan.from_spec(spec)
     now = timezone.now()

@@ -185,18 +185,25 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
 
 
 def finish_scope_if_done(run: Run, plan: Plan, iteration: str) -> None:
-    if NodeRun.objects.filter(run_id=run.pk, iteration=iteration, state__in=NodeState.UNFINISHED).exists():
+    # One read answers both questions: is anything left, and did something fail.
+    rows = list(
+        NodeRun.objects.filter(
+            run_id=run.pk, iteration=iteration, state__in=[*NodeState.UNFINISHED, NodeState.FAILED]
+        ).only("node_key", "state", "handles", "error")
+    )
+    if any(row.state in NodeState.UNFINISHED for row in rows):
         return
     if iteration:
         from pipelines.engine import loops
 
         loops.iteration_finished(run, plan, iteration)
     else:
-        complete_run(run)
+        complete_run(run, failed=rows)
 
 
-def complete_run(run: Run) -> None:
-    failed = NodeRun.objects.filter(run_id=run.pk, iteration="", state=NodeState.FAILED)
+def complete_run(run: Run, failed: list[NodeRun] | None = None) -> None:
+    if failed is None:
+        failed = list(NodeRun.objects.filter(run_id=run.pk, iteration="", state=NodeState.FAILED))
     failures = [row for row in failed if failed_unhandled(row.state, row.handles)]
     state = RunState.FAILED if failures else RunState.SUCCEEDED
     error = "; ".join(f"{row.node_key}: {row.error}" for row in failures)[:10000]
