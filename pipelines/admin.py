@@ -11,8 +11,19 @@ from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from pipelines import documents, services
+from pipelines.engine import runs, runtime
 from pipelines.graph_validation import GraphInvalid, validate_document
-from pipelines.models import Edge, Node, Pipeline, PipelineVersion, Template
+from pipelines.models import (
+    Edge,
+    Node,
+    NodeResultCache,
+    NodeRun,
+    NodeRunLog,
+    Pipeline,
+    PipelineVersion,
+    Run,
+    Template,
+)
 
 
 class PipelineAdminForm(forms.ModelForm):
@@ -203,3 +214,96 @@ class TemplateAdmin(admin.ModelAdmin):
         for template in queryset:
             pipeline = services.create_from_template(template, owner=request.user)
             self.message_user(request, f"Created pipeline {pipeline.name!r} (#{pipeline.pk})")
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+class NodeRunInline(admin.TabularInline):
+    model = NodeRun
+    fields = ["node_key", "iteration", "state", "attempt", "progress", "records_out", "error", "finished_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    max_num = 0
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    """Runs are written by the engine only: read-only here, with cancel and re-run actions."""
+
+    list_display = ["id", "pipeline", "version", "state", "trigger", "created_by", "created_at", "finished_at"]
+    list_filter = ["state", "trigger"]
+    search_fields = ["pipeline__name"]
+    readonly_fields = [field.name for field in Run._meta.fields]
+    inlines = [NodeRunInline]
+    actions = ["cancel", "rerun_from_failed"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Cancel selected runs")
+    def cancel(self, request, queryset):
+        cancelled = sum(runtime.cancel_run(run) for run in queryset)
+        self.message_user(request, f"Cancelled {cancelled} run(s)")
+
+    @admin.action(description="Re-run selected runs from their failed nodes")
+    def rerun_from_failed(self, request, queryset):
+        for run in queryset.select_related("pipeline"):
+            try:
+                new = runs.rerun(run, user=request.user)
+            except runs.ParamsInvalid as exc:
+                self.message_user(request, f"run {run.pk}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"run {run.pk}: re-run as run {new.pk}")
+
+
+class NodeRunLogInline(admin.TabularInline):
+    model = NodeRunLog
+    fields = ["created_at", "level", "message"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(NodeRun)
+class NodeRunAdmin(admin.ModelAdmin):
+    list_display = ["node_key", "iteration", "run", "state", "attempt", "progress", "started_at", "finished_at"]
+    list_filter = ["state"]
+    search_fields = ["node_key", "run__pipeline__name"]
+    readonly_fields = [field.name for field in NodeRun._meta.fields]
+    inlines = [NodeRunLogInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(NodeRunLog)
+class NodeRunLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "node_run", "level", "message"]
+    list_filter = ["level"]
+    readonly_fields = ["node_run", "level", "message", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(NodeResultCache)
+class NodeResultCacheAdmin(admin.ModelAdmin):
+    list_display = ["key", "node_type", "created_at"]
+    list_filter = ["node_type"]
+    readonly_fields = ["key", "node_type", "output", "handles", "records_in", "records_out", "source", "created_at"]
+
+    def has_add_permission(self, request):
+        return False

@@ -166,7 +166,14 @@ def _reused_copy(run: Run, row: NodeRun) -> NodeRun:
     )
 
 
-def rerun(run: Run, *, from_node: str | None = None, params: dict[str, Any] | None = None, user=None) -> Run:
+def rerun(
+    run: Run,
+    *,
+    from_node: str | None = None,
+    params: dict[str, Any] | None = None,
+    user=None,
+    parent_node_run: NodeRun | None = None,
+) -> Run:
     """A new run of the same version that re-executes `from_node` (default: every failed or
     cancelled node) and everything downstream of it, reusing the other nodes' results."""
     plan = Plan.from_spec(run.spec)
@@ -192,8 +199,9 @@ def rerun(run: Run, *, from_node: str | None = None, params: dict[str, Any] | No
     return start_run(
         run.pipeline,
         run.params if params is None else {**run.params, **params},
-        trigger=run.trigger if run.trigger != Run.Trigger.SUBPIPELINE else Run.Trigger.MANUAL,
+        trigger=run.trigger,
         user=user,
+        parent_node_run=parent_node_run,
         reuse=run,
         rerun_from=from_node or ",".join(sorted(starts)),
         reexecute=reexecute,

@@ -19,7 +19,7 @@ def _depth(run: Run) -> int:
 
 
 def start_child(run: Run, node_run: NodeRun, request: ChildRunRequest) -> None:
-    from pipelines.engine.runs import ParamsInvalid, start_run
+    from pipelines.engine.runs import ParamsInvalid, rerun, start_run
     from pipelines.graph_validation import GraphInvalid
     from pipelines.services import NotFound
 
@@ -35,18 +35,39 @@ def start_child(run: Run, node_run: NodeRun, request: ChildRunRequest) -> None:
     if not runtime.transition(node_run, [NodeState.RUNNING], state=NodeState.WAITING, heartbeat_at=None):
         return
     try:
-        child = start_run(
-            pipeline,
-            request.params,
-            version=request.version,
-            trigger=Run.Trigger.SUBPIPELINE,
-            user=run.created_by,
-            parent_node_run=node_run,
-        )
+        previous = _previous_child(run, node_run)
+        if previous is not None:
+            # A re-run reaches into the child: it re-runs from the child's failed nodes.
+            child = rerun(previous, params=request.params, user=run.created_by, parent_node_run=node_run)
+        else:
+            child = start_run(
+                pipeline,
+                request.params,
+                version=request.version,
+                trigger=Run.Trigger.SUBPIPELINE,
+                user=run.created_by,
+                parent_node_run=node_run,
+            )
     except (ParamsInvalid, GraphInvalid, NotFound) as exc:
         runtime.fail(run, plan, node_run, f"child run not started: {exc}", retry=False)
         return
     runtime.write_log(node_run, f"started child run {child.pk} of pipeline {pipeline.pk} v{child.version}")
+
+
+def _previous_child(run: Run, node_run: NodeRun) -> Run | None:
+    """In a re-run, the child run this node started in the original run, if it did not succeed."""
+    if not run.rerun_of_id:
+        return None
+    return (
+        Run.objects.filter(
+            parent_node_run__run_id=run.rerun_of_id,
+            parent_node_run__node_key=node_run.node_key,
+            parent_node_run__iteration=node_run.iteration,
+        )
+        .exclude(state=RunState.SUCCEEDED)
+        .order_by("-pk")
+        .first()
+    )
 
 
 def child_finished(child: Run) -> None:

@@ -269,3 +269,40 @@ def test_result_cache_reuses_identical_work(engine, alice, tmp_path):
     third = wait_for_run(start_run(pipeline, {"value": "b"}, user=alice))
     assert node_states(third)["expensive"] == "succeeded"
     assert [line.split("|")[1] for line in markers(marker)].count("expensive") == 2
+
+
+def test_rerun_reaches_into_the_failed_child_run(engine, alice, tmp_path):
+    marker = tmp_path / "marks.txt"
+    child = create_pipeline(
+        alice,
+        {
+            "name": "child",
+            "parameters": [{"name": "broken", "type": "boolean", "required": True}],
+            "nodes": [step("prep", marker_file=str(marker)), step("work", fail_always="{{ params.broken }}")],
+            "edges": [edge("prep", "work")],
+        },
+    )
+    parent = create_pipeline(
+        alice,
+        {
+            "name": "parent",
+            "parameters": [{"name": "broken", "type": "boolean", "default": True}],
+            "nodes": [
+                {
+                    "key": "call",
+                    "type": "subpipeline",
+                    "config": {"pipeline": child.pk, "parameters": {"broken": "{{ params.broken }}"}},
+                }
+            ],
+        },
+    )
+    first = wait_for_run(start_run(parent, user=alice))
+    assert first.state == "failed"
+    second = wait_for_run(rerun(first, params={"broken": False}, user=alice))
+    assert second.state == "succeeded", second.error
+    first_child, second_child = child.runs.order_by("pk")
+    assert second_child.rerun_of_id == first_child.pk
+    assert second_child.parent_node_run.run_id == second.pk
+    # The child's succeeded node was reused, not executed again.
+    assert len(markers(marker)) == 1
+    assert node_states(second_child) == {"prep": "succeeded", "work": "succeeded"}
