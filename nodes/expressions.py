@@ -17,7 +17,8 @@ from jinja2.sandbox import SandboxedEnvironment
 ENVIRONMENT = SandboxedEnvironment(autoescape=False)
 
 _TEMPLATE_MARK = re.compile(r"\{\{|\{%")
-_WHOLE_TEMPLATE = re.compile(r"^\s*\{\{.*\}\}\s*$", re.DOTALL)
+# One `{{ ... }}` and nothing else ("{{ a }}-{{ b }}" is text with two templates in it).
+_WHOLE_TEMPLATE = re.compile(r"^\s*\{\{(?:(?!\}\}).)*\}\}\s*$", re.DOTALL)
 
 
 def has_template(value: object) -> bool:

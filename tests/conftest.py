@@ -1,6 +1,8 @@
 import pytest
 from rest_framework.test import APIClient
 
+from datamate.celery import app as celery_app
+
 from tests.factories import create_user
 
 
@@ -29,3 +31,13 @@ def alice_api(alice):
     client = APIClient()
     client.force_authenticate(alice)
     return client
+
+
+@pytest.fixture(autouse=True, scope="session")
+def celery_configured_from_real_settings():
+    """Celery builds its connection and producer pools at first use and keeps them. Make that
+    first use happen here, so a test that overrides CELERY_BROKER_URL (the health check) cannot
+    leave the whole session's Celery pointing at its broker."""
+    assert celery_app.conf.broker_url
+    assert celery_app.pool is not None
+    assert celery_app.amqp.producer_pool is not None

@@ -59,13 +59,13 @@ def resolve_params(definitions: list[dict[str, Any]], values: dict[str, Any] | N
 
 
 _SPEC_CACHE_SIZE = 256
-_specs: dict[tuple[int, int], dict[str, Any]] = {}
+_specs: dict[tuple, dict[str, Any]] = {}
 
 
 def frozen_spec(pipeline: Pipeline, version: int) -> dict[str, Any]:
     """The validated document of a version. A version never changes, so each process builds
     and validates it once. Raises GraphInvalid or NotFound."""
-    key = (pipeline.pk, version)
+    key = (pipeline.pk, pipeline.created_at, version)
     spec = _specs.get(key)
     if spec is None:
         if version == pipeline.version:

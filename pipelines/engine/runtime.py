@@ -300,6 +300,10 @@ def cancel_run(run: Run) -> bool:
     transaction.on_commit(announce)
     for child in Run.objects.filter(parent_node_run__run_id=run.pk, state__in=RunState.ACTIVE):
         cancel_run(child)
+    if run.parent_node_run_id:  # a child cancelled on its own: its Sub-pipeline node must not wait forever
+        from pipelines.engine import subruns
+
+        subruns.child_finished(run)
     return True
 
 

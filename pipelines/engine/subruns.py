@@ -83,3 +83,5 @@ def child_finished(child: Run) -> None:
         runtime.succeed(run, plan, node_run, NodeResult(output={"run": child.pk, "outputs": outputs}))
     elif child.state == RunState.FAILED:
         runtime.fail(run, plan, node_run, f"child run {child.pk} failed: {child.error}")
+    else:
+        runtime.fail(run, plan, node_run, f"child run {child.pk} was cancelled", retry=False)
