@@ -6,6 +6,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from pipelines.engine.runs import ParamsInvalid
 from pipelines.graph_validation import GraphInvalid
 from pipelines.services import NotFound, VersionConflict
 
@@ -13,6 +14,9 @@ from pipelines.services import NotFound, VersionConflict
 def exception_handler(exc, context):
     if isinstance(exc, GraphInvalid):
         return Response({"errors": [error.as_dict() for error in exc.errors]}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, ParamsInvalid):
+        # Each error names its field: `params.<name>`, `from_node`, `key`.
+        return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, VersionConflict):
         return Response(
             {"detail": str(exc), "current_version": exc.current}, status=status.HTTP_412_PRECONDITION_FAILED

@@ -107,7 +107,9 @@ class StartRunSerializer(serializers.Serializer):
 
 class RerunSerializer(serializers.Serializer):
     from_node = serializers.CharField(
-        required=False, max_length=64, help_text="Re-execute this node and everything downstream. Default: the failed nodes."
+        required=False,
+        max_length=64,
+        help_text="Re-execute this node and everything downstream. Default: the failed nodes.",
     )
     params = serializers.JSONField(required=False, help_text="Overrides of the original run's parameter values.")
 

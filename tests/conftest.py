@@ -2,7 +2,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from datamate.celery import app as celery_app
-
 from tests.factories import create_user
 
 
