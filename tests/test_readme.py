@@ -47,7 +47,9 @@ def test_configuration_table_matches_the_code():
 
 def api_paths() -> list[str]:
     paths = re.findall(r"`((?:/api/|/healthz)[^`\s]*)`", README)
-    return sorted({re.sub(r"\{\w+\}", "1", path.split("?")[0]) for path in paths})
+    # Placeholders become sample values: node keys are identifiers, everything else an id.
+    samples = {"key": "clean"}
+    return sorted({re.sub(r"\{(\w+)\}", lambda m: samples.get(m.group(1), "1"), path.split("?")[0]) for path in paths})
 
 
 def test_readme_lists_the_api():
