@@ -7,7 +7,8 @@ from rest_framework.authtoken.views import obtain_auth_token
 from datamate.health import healthz
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/pipelines/", permanent=False)),
+    path("", include("pipelines.page_urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines.urls")),

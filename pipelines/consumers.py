@@ -6,37 +6,43 @@ Protocol (server → client; the client sends nothing):
     {"type": "delta", "seq": N, "event": {"kind": "run" | "node" | "log", ...}}
 
 The payloads are the ones `pipelines.engine.events` builds, in snapshots and deltas alike.
+The engine publishes numbered events to the group `run-<id>` (batches of consecutive
+numbers, `{"type": "run.events", "first_seq": N, "events": [...]}`); this consumer turns
+them into one delta per number.
 
 Why snapshot + deltas never miss a change
 -----------------------------------------
 The engine publishes an event only after the change it describes is committed
-(`transaction.on_commit`), and the publisher increments the run's sequence (a Redis
-counter) before it sends the event to the run's group. On connect this consumer does three
-things in this order:
+(`transaction.on_commit`), and its publisher increments the run's sequence (a Redis
+counter) before it sends the event to the group. On connect this consumer does, in order:
 
-1. join the group `run-<id>`;
-2. read the sequence S;
+1. join the group `run-<id>`, and wait until a marker it sends through the group comes
+   back. With the Redis pub/sub layer `group_add` returns once SUBSCRIBE is *sent*; the
+   marker proves Redis has *processed* it, so every later PUBLISH reaches us;
+2. read the sequence S (`events.current_sequence`);
 3. read the run, its node runs and its last log lines from the database.
 
 Take any change and its event with number N:
 
 * N <= S: the counter was incremented before step 2, so the change was committed before
-  step 2, hence before step 3: the snapshot contains it. If the event still reaches us
-  (it was sent after step 1), it is dropped.
-* N > S: the counter was incremented after step 2, so the event was sent to the group
-  after step 1: we receive it and forward it.
+  step 2, hence before step 3: the snapshot contains it. If the event still reaches us,
+  it is dropped.
+* N > S: the counter was incremented after step 2, so the event was published after step
+  1 had taken effect: we receive it and forward it.
 
 So every change is either in the snapshot or arrives as a delta (possibly both: a change
 committed before step 3 whose counter moved after step 2 — harmless, see the client rules).
 
-Order and gaps. Events come from many processes (the web process, every worker), so they
-can reach us in a different order than their numbers. The consumer therefore forwards
-deltas strictly in sequence order: an event that arrives early waits (at most `GAP_WAIT`
-seconds) for the ones before it. If a number stays missing (a publisher died between
-numbering and sending, or the channel layer dropped a message because this channel was
-full), the consumer sends a fresh snapshot instead, and continues from there. A client
-thus sees snapshot, then deltas S+1, S+2, ... with no gaps, and possibly a later snapshot
-that replaces everything it held.
+Order, gaps and losses. Events come from many processes (the web process, every worker),
+so they can reach us in another order than their numbers. The consumer forwards deltas
+strictly in sequence order: an event that arrives early waits for the ones before it.
+Pub/sub is fire-and-forget, so a number can also go missing for good (a publisher died
+between numbering and sending, a subscriber connection dropped). A watchdog checks once
+per `GAP_WAIT` seconds: a number that was known one check earlier (an early event, or the
+Redis counter when nothing is waiting) but still has not been forwarded means a loss, and
+the consumer sends a fresh snapshot and continues from it. A lost *last* event is caught
+the same way, through the counter. A client thus sees a snapshot, then deltas S+1, S+2, …
+without gaps, and possibly a later snapshot that replaces everything it held.
 
 Client rules (implemented in static/js/run.js):
 
@@ -44,17 +50,17 @@ Client rules (implemented in static/js/run.js):
 * A node delta is applied only if its `version` (states.state_version) is >= the version
   held for that node run: events from different workers can arrive out of order, and a
   duplicate of a snapshot row must not move a node run backwards. Unknown node runs (a
-  new loop iteration, a retry's new row) are added.
+  new loop iteration) are added.
 * A run delta never moves a finished run back to pending/running.
 * Log lines are kept by id, so a line that is both in the snapshot and a delta shows once.
-* On a gap in `seq` (never sent by this consumer, but a client must not trust the wire
+* On a gap in `seq` (this consumer never sends one, but a client must not trust the wire
   blindly) wait briefly for the missing number; if it is still missing, reconnect for a
   fresh snapshot.
 
 Access: the session user (AuthMiddlewareStack) must be able to see the run's pipeline
 (`services.visible_pipelines`). Otherwise the socket is accepted and closed at once with
-4401 (not logged in) or 4403 (not allowed / no such run), so a browser learns why and does
-not retry.
+4401 (not logged in) or 4403 (not allowed, or no such run), so a browser learns why and
+does not retry.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -71,8 +78,12 @@ from pipelines.engine import events
 from pipelines.models import NodeRun, NodeRunLog, Run
 
 SNAPSHOT_LOG_LINES = 200
-#: How long an early event waits for the missing ones before the consumer resynchronises.
+#: Period of the watchdog: a missing number is given between one and two periods to arrive.
 GAP_WAIT = 1.0
+#: When nothing is waiting, the watchdog asks the Redis counter every this many periods.
+IDLE_CHECK_PERIODS = 5
+#: More early events than this (a client far behind) resynchronises at once.
+MAX_EARLY = 10_000
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -103,9 +114,10 @@ def snapshot(run_id: int) -> dict[str, Any] | None:
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
-    """A thin adapter: access check, snapshot, ordered forwarding of the run's events."""
+    """A thin adapter: access check, snapshot, in-order forwarding of the run's events."""
 
     group: str | None = None
+    watchdog: asyncio.Task | None = None
 
     async def connect(self):
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
@@ -116,36 +128,58 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if not await database_sync_to_async(may_see_run)(user, self.run_id):
             await self._refuse(CLOSE_FORBIDDEN)
             return
-        self.seq = 0  # the last sequence number the client has (snapshot or delta)
-        self.early: dict[int, dict] = {}  # events that arrived before their predecessors
-        self.gap_timer: asyncio.Task | None = None
+        self.seq: int | None = None  # the last number the client has; None before the snapshot
+        self.early: dict[int, dict] = {}  # events waiting for their predecessors (or the snapshot)
         self.lock = asyncio.Lock()
         self.group = events.group_name(self.run_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)  # step 1
+        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        async with self.lock:
-            await self._send_snapshot()  # steps 2 and 3
+        # Step 1 ends when this marker comes back through the group (run_subscribed).
+        await self.channel_layer.group_send(self.group, {"type": "run.subscribed", "channel": self.channel_name})
+        self.watchdog = asyncio.create_task(self._watch())
 
     async def _refuse(self, code: int) -> None:
         await self.accept()
         await self.close(code=code)
 
     async def disconnect(self, code):
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         if self.group is not None:
-            if self.gap_timer is not None:
-                self.gap_timer.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         """Clients send nothing; anything they do send is ignored."""
 
+    # --- group messages -----------------------------------------------------------------
+
+    async def run_subscribed(self, message: dict) -> None:
+        if message.get("channel") == self.channel_name:
+            async with self.lock:
+                if self.seq is None:
+                    await self._send_snapshot()
+
+    async def run_events(self, message: dict) -> None:
+        first = message["first_seq"]
+        await self._receive({first + offset: event for offset, event in enumerate(message["events"])})
+
     async def run_event(self, message: dict) -> None:
+        """A single event (the unbatched form of run.events)."""
+        await self._receive({message["seq"]: message["event"]})
+
+    async def _receive(self, numbered: dict[int, dict]) -> None:
         async with self.lock:
-            seq = message["seq"]
-            if seq <= self.seq:
-                return  # already in the snapshot, or a duplicate
-            self.early[seq] = message["event"]
-            await self._forward_in_order()
+            for seq, event in numbered.items():
+                if self.seq is None or seq > self.seq:
+                    self.early[seq] = event
+            if self.seq is None:
+                return
+            if len(self.early) > MAX_EARLY:
+                await self._send_snapshot()
+            else:
+                await self._forward_in_order()
+
+    # --- snapshot, order, losses --------------------------------------------------------
 
     async def _send_snapshot(self) -> None:
         data = await database_sync_to_async(snapshot)(self.run_id)
@@ -162,16 +196,21 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         while self.seq + 1 in self.early:
             self.seq += 1
             await self.send_json({"type": "delta", "seq": self.seq, "event": self.early.pop(self.seq)})
-        if self.early and self.gap_timer is None:
-            self.gap_timer = asyncio.create_task(self._resync_after_gap())
-        elif not self.early and self.gap_timer is not None:
-            self.gap_timer.cancel()
-            self.gap_timer = None
 
-    async def _resync_after_gap(self) -> None:
+    async def _watch(self) -> None:
+        """Resynchronise when a number known to exist one period ago was still not forwarded
+        (or the marker of step 1 never came back)."""
+        owed = 0
+        periods = 0
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(GAP_WAIT)
-            async with self.lock:
-                self.gap_timer = None
-                if self.early:
-                    await self._send_snapshot()
+            while True:
+                await asyncio.sleep(GAP_WAIT)
+                periods += 1
+                async with self.lock:
+                    if self.seq is None or owed > self.seq:
+                        await self._send_snapshot()
+                        owed = 0
+                        continue
+                    owed = max(self.early, default=0)
+                    if not owed and periods % IDLE_CHECK_PERIODS == 0:
+                        owed = await sync_to_async(events.current_sequence, thread_sensitive=False)(self.run_id)

@@ -12,6 +12,7 @@ that arrives late never overwrites a newer state.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
@@ -36,7 +37,9 @@ def sequence_key(run_id: int) -> str:
     return f"datamate:run:{run_id}:seq"
 
 
+@functools.cache
 def redis_client() -> redis.Redis:
+    """One client (with its connection pool) per process; redis-py clients are thread-safe."""
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
 
 
