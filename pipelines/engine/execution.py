@@ -11,14 +11,14 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
 from nodes.execution import NodeFailed, NodeResult
 from nodes.expressions import ExpressionError, evaluate, render
 from pipelines.engine import cache, events, loops, runtime, subruns
 from pipelines.engine.plan import Plan, PlanNode, edge_state
-from pipelines.engine.states import NodeState, RunState
+from pipelines.engine.states import NodeState
 from pipelines.models import NodeRun, Run
 
 
@@ -37,13 +37,10 @@ def execute(node_run_id: int) -> None:
     runs it next (the others go to the queue): a chain costs one broker round trip, not one
     per node, and a fan-out still spreads over every worker.
     """
-    now = timezone.now()
-    claimed = NodeRun.objects.filter(pk=node_run_id, state=NodeState.READY).update(
-        state=NodeState.RUNNING, started_at=now, heartbeat_at=now
-    )
-    if not claimed:
+    node_run = claim(node_run_id)
+    if node_run is None:
         return
-    node_run = NodeRun.objects.select_related("run__pipeline").get(pk=node_run_id)
+    node_run.run = runtime.run_for(node_run.run_id)
     transaction.on_commit(lambda: events.node_changed(node_run))
     handoff = runtime.Handoff()
     token = runtime.handoff.set(handoff)
@@ -56,13 +53,52 @@ def execute(node_run_id: int) -> None:
         runtime.handoff.reset(token)
 
 
+_NODE_RUN_FIELDS = list(NodeRun._meta.concrete_fields)
+_CLAIM_SQL = (
+    "UPDATE {table} SET state = %s, started_at = %s, heartbeat_at = %s WHERE id = %s AND state = %s RETURNING {columns}"
+)
+
+
+def claim(node_run_id: int) -> NodeRun | None:
+    """`ready → running`, returning the row in the same statement (both SQLite and PostgreSQL
+    support RETURNING; the ORM's update() cannot return rows)."""
+    now = timezone.now()
+    connection = connections["default"]
+    sql = _CLAIM_SQL.format(
+        table=connection.ops.quote_name(NodeRun._meta.db_table),
+        columns=", ".join(connection.ops.quote_name(field.column) for field in _NODE_RUN_FIELDS),
+    )
+    values = [
+        NodeRun._meta.get_field(name).get_db_prep_value(value, connection)
+        for name, value in (
+            ("state", NodeState.RUNNING),
+            ("started_at", now),
+            ("heartbeat_at", now),
+            ("id", node_run_id),
+            ("state", NodeState.READY),
+        )
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    converted = [_convert(field, value, connection) for field, value in zip(_NODE_RUN_FIELDS, row, strict=True)]
+    return NodeRun.from_db("default", [field.attname for field in _NODE_RUN_FIELDS], converted)
+
+
+def _convert(field, value, connection):
+    for converter in connection.ops.get_db_converters(field.get_col(NodeRun._meta.db_table)) + field.get_db_converters(
+        connection
+    ):
+        value = converter(value, field.get_col(NodeRun._meta.db_table), connection)
+    return value
+
+
 def run_claimed(node_run: NodeRun, known_rows: dict[str, NodeRun] | None = None) -> None:
     """Execute a node run this worker holds (state `running`). `known_rows` are node runs of
     the same scope already read by the caller, which spares reading upstream outputs again."""
-    run = node_run.run
-    if run.state != RunState.RUNNING:
-        runtime.transition(node_run, [NodeState.RUNNING], state=NodeState.CANCELLED, finished_at=timezone.now())
-        return
+    run = node_run.run  # (a cancelled run has no node run left to claim)
     plan = runtime.plan_for(run)
     node = plan.nodes[node_run.node_key]
     try:

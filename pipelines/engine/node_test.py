@@ -106,7 +106,7 @@ def prepare(
     if config is not None:
         node["config"] = config
     _check_node(document, key)
-    resolved = resolve_params(document["parameters"], params, pipeline.owner)
+    resolved = resolve_params(document["parameters"], params, pipeline.owner_id)
 
     plan_node = Plan.from_spec({"nodes": [node], "edges": []}).nodes[key]
     incoming = [(e["source"], e["source_handle"]) for e in document["edges"] if e["target"] == key]

@@ -24,14 +24,14 @@ class ParamsInvalid(Exception):
         self.errors = errors
 
 
-def resolve_params(definitions: list[dict[str, Any]], values: dict[str, Any] | None, owner) -> dict[str, Any]:
-    """Defaults applied, types checked, datasets looked up. Raises ParamsInvalid."""
+def resolve_params(definitions: list[dict[str, Any]], values: dict[str, Any] | None, owner_id: int) -> dict[str, Any]:
+    """Defaults applied, types checked, datasets (of `owner_id`) looked up. Raises ParamsInvalid."""
     from datasets.models import Dataset
 
+    if values is not None and not isinstance(values, dict):
+        raise ParamsInvalid([{"field": "params", "message": "must be an object of name: value"}])
     values = dict(values or {})
     errors = []
-    if not isinstance(values, dict):
-        raise ParamsInvalid([{"field": "params", "message": "must be an object of name: value"}])
     known = {definition["name"] for definition in definitions}
     errors += [
         {"field": f"params.{name}", "message": "is not a parameter of this pipeline"}
@@ -48,7 +48,7 @@ def resolve_params(definitions: list[dict[str, Any]], values: dict[str, Any] | N
             continue
         problem = value_error(definition, value)
         is_dataset = problem is None and definition["type"] == "dataset"
-        if is_dataset and not Dataset.objects.filter(owner=owner, name=value).exists():
+        if is_dataset and not Dataset.objects.filter(owner_id=owner_id, name=value).exists():
             problem = f"no dataset named {value!r}"
         if problem:
             errors.append({"field": f"params.{name}", "message": problem})
@@ -103,8 +103,8 @@ def start_run(
     else:
         version = pipeline.version if version is None else version
         spec = frozen_spec(pipeline, version)
-    resolved = resolve_params(spec["parameters"], params, pipeline.owner)
-    plan = Plan.from_spec(spec)
+    resolved = resolve_params(spec["parameters"], params, pipeline.owner_id)
+    plan = runtime.cached_plan(pipeline, version, lambda: spec)
     now = timezone.now()
     reused: dict[str, NodeRun] = {}
     if reuse is not None:

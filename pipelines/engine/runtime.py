@@ -21,24 +21,45 @@ from django.utils import timezone
 
 from nodes.execution import NodeResult
 from pipelines.engine import events
-from pipelines.engine.plan import READY, SKIP, Plan, decide, failed_unhandled
+from pipelines.engine.plan import READY, SKIP, WAIT, Plan, decide, failed_unhandled
 from pipelines.engine.states import NodeState, RunState
 from pipelines.models import NodeRun, NodeRunLog, Run
 
 logger = logging.getLogger(__name__)
 
 _PLAN_CACHE_SIZE = 256
-_plans: dict[int, Plan] = {}
+_plans: dict[tuple, Plan] = {}
 
 
-def plan_for(run: Run) -> Plan:
-    """The run's frozen spec as a Plan, built once per process (the spec never changes)."""
-    plan = _plans.get(run.pk)
+def cached_plan(pipeline, version: int, load_spec) -> Plan:
+    """The Plan of a pipeline version, built once per process: a version never changes.
+    (The creation time guards against a reused id, as after a rolled-back transaction.)"""
+    key = (pipeline.pk, pipeline.created_at, version)
+    plan = _plans.get(key)
     if plan is None:
         if len(_plans) >= _PLAN_CACHE_SIZE:
             _plans.pop(next(iter(_plans)))
-        plan = _plans[run.pk] = Plan.from_spec(run.spec)
+        plan = _plans[key] = Plan.from_spec(load_spec())
     return plan
+
+
+_runs: dict[int, Run] = {}
+
+
+def run_for(run_id: int) -> Run:
+    """A run with its pipeline, read once per process. Only immutable fields are relied on
+    (params, version, pipeline, parents); states are always re-checked in the database."""
+    run = _runs.get(run_id)
+    if run is None:
+        if len(_runs) >= _PLAN_CACHE_SIZE:
+            _runs.pop(next(iter(_runs)))
+        run = _runs[run_id] = Run.objects.select_related("pipeline").defer("spec").get(pk=run_id)
+    return run
+
+
+def plan_for(run: Run) -> Plan:
+    """The run's frozen spec as a Plan. The spec is read only if this process lacks the plan."""
+    return cached_plan(run.pipeline, run.version, lambda: run.spec)
 
 
 # --- iteration paths ----------------------------------------------------------------
@@ -132,36 +153,25 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
     scope (run or loop iteration) when nothing in it is left to do."""
     iteration = finished.iteration
     readied: list[int] = []
-    started_inline = False
+    started_inline = waiting = False
     worklist = [finished]
     while worklist:
         current = worklist.pop()
-        targets = plan.successors(current.node_key)
-        if not targets:
-            continue
-        for target in targets:
+        for target in plan.successors(current.node_key):
             incoming = plan.incoming[target]
             if all(source == current.node_key for source, _ in incoming):
-                # Fed by `current` alone, whose final state we hold: no need to read anything.
-                rows = {current.node_key: current}
-                row = NodeRun(
-                    pk=scope_ids(run, iteration)[target],
-                    run_id=run.pk,
-                    node_key=target,
-                    iteration=iteration,
-                    state=NodeState.PENDING,
-                )
+                # Fed by `current` alone, whose final state we hold: nothing to read, and the
+                # next node gets its input from memory.
+                sources = known = {current.node_key: current}
+                row = NodeRun(pk=scope_ids(run, iteration)[target], run_id=run.pk, node_key=target, iteration=iteration)
             else:
-                # Read after our own committed change: see the module docstring.
-                needed = {source for source, _ in incoming} | {target}
-                rows = {
-                    row.node_key: row
-                    for row in NodeRun.objects.filter(run_id=run.pk, iteration=iteration, node_key__in=needed)
-                }
-                row = rows[target]
+                # Read after our own committed change (see the module docstring). States only:
+                # every input of a wide join reads them, so outputs are left to the node itself.
+                sources, known = _states(run, iteration, {source for source, _ in incoming} | {target}), {}
+                row = sources.pop(target)
             if row.state != NodeState.PENDING:
                 continue
-            inputs = [(rows[source].state, rows[source].handles, handle) for source, handle in incoming]
+            inputs = [(sources[source].state, sources[source].handles, handle) for source, handle in incoming]
             decision = decide(plan.nodes[target].join, inputs)
             now = timezone.now()
             taker = handoff.get()
@@ -170,7 +180,7 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
                     row, [NodeState.PENDING], state=NodeState.RUNNING, ready_at=now, started_at=now, heartbeat_at=now
                 ):
                     row.run = run
-                    taker.offer(row, rows)
+                    taker.offer(row, known)
                     started_inline = True
             elif decision == READY and transition(row, [NodeState.PENDING], state=NodeState.READY, ready_at=now):
                 readied.append(row.pk)
@@ -178,10 +188,25 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
                 row, [NodeState.PENDING], state=NodeState.SKIPPED, finished_at=now, handles=[]
             ):
                 worklist.append(row)
+            elif decision == WAIT:
+                waiting = True
     if readied:
         transaction.on_commit(lambda: enqueue(readied))
-    elif not started_inline:
+    elif not (started_inline or waiting):  # a successor still waiting means the scope is not done
         finish_scope_if_done(run, plan, iteration)
+
+
+def _states(run: Run, iteration: str, keys: set[str]) -> dict[str, NodeRun]:
+    """Node runs of a scope with state fields only (no outputs), by key."""
+    found = NodeRun.objects.filter(run_id=run.pk, iteration=iteration, node_key__in=keys).values_list(
+        "node_key", "state", "handles", "pk", "attempt"
+    )
+    return {
+        key: NodeRun(
+            pk=pk, run_id=run.pk, node_key=key, iteration=iteration, state=state, handles=handles, attempt=attempt
+        )
+        for key, state, handles, pk, attempt in found
+    }
 
 
 def finish_scope_if_done(run: Run, plan: Plan, iteration: str) -> None:
