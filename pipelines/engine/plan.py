@@ -91,15 +91,15 @@ class Plan:
     def sinks(self, container: str | None) -> list[str]:
         return [key for key in self.children.get(container, ()) if not self.outgoing.get(key)]
 
-    def upstream_of(self, key: str) -> set[str]:
-        """Every node with a path to `key` (within its scope), not including `key`."""
-        found: set[str] = set()
-        stack = self.predecessors(key)
+    def with_downstream(self, keys: set[str]) -> set[str]:
+        """`keys` and every node a path leads to from them (within their scope)."""
+        found = set(keys)
+        stack = list(keys)
         while stack:
-            current = stack.pop()
-            if current not in found:
-                found.add(current)
-                stack.extend(self.predecessors(current))
+            for target in self.successors(stack.pop()):
+                if target not in found:
+                    found.add(target)
+                    stack.append(target)
         return found
 
 

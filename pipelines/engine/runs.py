@@ -189,13 +189,7 @@ def rerun(
         )
         if not starts:
             raise ParamsInvalid([{"field": "from_node", "message": "the run has no failed node; choose one"}])
-    reexecute = set(starts)
-    stack = list(starts)
-    while stack:
-        for target in plan.successors(stack.pop()):
-            if target not in reexecute:
-                reexecute.add(target)
-                stack.append(target)
+    reexecute = plan.with_downstream(starts)
     return start_run(
         run.pipeline,
         run.params if params is None else {**run.params, **params},

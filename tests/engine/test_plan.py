@@ -40,7 +40,9 @@ def test_plan_of_the_example():
         "annotate",
         "synthesize",
     ]
-    assert plan.upstream_of("annotate") == {"input", "clean", "enough"}
+    assert plan.with_downstream({"enough"}) == {
+        "enough", "annotate", "save_annotated", "synthesize", "save_synthesized"
+    }  # fmt: skip
     assert plan.nodes["enough"].referenced_nodes == {"clean"}
 
 
