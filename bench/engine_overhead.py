@@ -100,8 +100,9 @@ def check_settings() -> None:
 
 
 def create_postgres_database(url: str, stack: contextlib.ExitStack) -> str:
-    """A fresh database next to the one `url` names; dropped when the stack closes. The URL
-    keeps its query (e.g. `?conn_max_age=60`), which Django reads."""
+    """A fresh database on the server `url` names; dropped when the stack closes. The URL
+    keeps its query (e.g. `?conn_max_age=60`), which Django reads. The database named in the
+    URL need not exist: like Django's test runner, this connects to `postgres` to create it."""
     import environ
     import psycopg
 
@@ -109,7 +110,7 @@ def create_postgres_database(url: str, stack: contextlib.ExitStack) -> str:
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise SystemExit(f"DATABASE_URL must name a PostgreSQL database, not {config['ENGINE']}")
     server = {
-        "dbname": config["NAME"] or "postgres",
+        "dbname": "postgres",
         "user": config["USER"] or None,
         "password": config["PASSWORD"] or None,
         "host": config["HOST"] or None,
