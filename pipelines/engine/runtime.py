@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from nodes.execution import NodeResult
@@ -210,6 +211,8 @@ def _states(run: Run, iteration: str, keys: set[str]) -> dict[str, NodeRun]:
 
 
 def finish_scope_if_done(run: Run, plan: Plan, iteration: str) -> None:
+    if not iteration and _succeed_run_if_all_done(run):
+        return
     # One read answers both questions: is anything left, and did something fail.
     rows = list(
         NodeRun.objects.filter(
@@ -226,6 +229,32 @@ def finish_scope_if_done(run: Run, plan: Plan, iteration: str) -> None:
         complete_run(run, failed=rows)
 
 
+def _succeed_run_if_all_done(run: Run) -> bool:
+    """The common ending in one statement: nothing left to run and no failure unhandled."""
+    scope = NodeRun.objects.filter(run_id=run.pk, iteration="")
+    unfinished = scope.filter(state__in=NodeState.UNFINISHED)
+    unhandled = scope.filter(state=NodeState.FAILED).exclude(handles=["error"])
+    now = timezone.now()
+    won = (
+        Run.objects.filter(pk=run.pk, state=RunState.RUNNING)
+        .exclude(Exists(unfinished))
+        .exclude(Exists(unhandled))
+        .update(state=RunState.SUCCEEDED, error="", finished_at=now)
+    )
+    if won:
+        _run_completed(run, RunState.SUCCEEDED, "", now)
+    return bool(won)
+
+
+def _run_completed(run: Run, state: str, error: str, now) -> None:
+    run.state, run.error, run.finished_at = state, error, now
+    transaction.on_commit(lambda: events.run_changed(run))
+    if run.parent_node_run_id:
+        from pipelines.engine import subruns
+
+        subruns.child_finished(run)
+
+
 def complete_run(run: Run, failed: list[NodeRun] | None = None) -> None:
     if failed is None:
         failed = list(NodeRun.objects.filter(run_id=run.pk, iteration="", state=NodeState.FAILED))
@@ -234,12 +263,7 @@ def complete_run(run: Run, failed: list[NodeRun] | None = None) -> None:
     error = "; ".join(f"{row.node_key}: {row.error}" for row in failures)[:10000]
     now = timezone.now()
     if Run.objects.filter(pk=run.pk, state=RunState.RUNNING).update(state=state, error=error, finished_at=now):
-        run.state, run.error, run.finished_at = state, error, now
-        transaction.on_commit(lambda: events.run_changed(run))
-        if run.parent_node_run_id:
-            from pipelines.engine import subruns
-
-            subruns.child_finished(run)
+        _run_completed(run, state, error, now)
 
 
 # --- finishing a node ---------------------------------------------------------------
