@@ -243,8 +243,6 @@ class Subscriber:
             if message.get("type") == "run.events":
                 first = message.get("first_seq", 0)
                 batch = [(first + index, event) for index, event in enumerate(message.get("events", ()))]
-            elif message.get("type") == "run.event":
-                batch = [(message.get("seq", 0), message.get("event") or {})]
             else:
                 continue
             for seq, event in batch:

@@ -18,6 +18,7 @@ from django.conf import settings
 from jsonschema import Draft202012Validator
 
 from nodes.execution import ExecutionContext, NodeResult
+from nodes.expressions import evaluate, render
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class NodeType:
     is_container: ClassVar[bool] = False
     #: Bump when the executor's results change: it is part of the result-cache key.
     executor_version: ClassVar[str] = "1"
+    #: Why one call of `execute` is not the whole job (a body, a timer, a child run), if so:
+    #: such a node cannot be tested on its own.
+    not_standalone: ClassVar[str] = ""
 
     @classmethod
     def output_handles(cls, config: dict[str, Any]) -> list[str]:
@@ -80,6 +84,17 @@ class NodeType:
     def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
         """Rules beyond the JSON Schema. The schema itself is checked by the graph validator."""
         return []
+
+    @classmethod
+    def resolve_config(cls, config: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+        """The config with its templates rendered and its expression fields evaluated, in the
+        sandbox. Containers keep their expressions: they evaluate them per iteration."""
+        return {
+            name: (value if cls.is_container else evaluate(value, variables))
+            if name in cls.expression_fields
+            else render(value, variables)
+            for name, value in config.items()
+        }
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:

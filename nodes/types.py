@@ -247,6 +247,7 @@ class Loop(NodeType):
     description = "A container whose body runs per iteration: a count, while a condition holds, or for each item."
     expression_fields = ("condition",)
     is_container = True
+    not_standalone = "a Loop runs a body of nodes"
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -300,6 +301,7 @@ class Wait(NodeType):
     category = "logic"
     label = "Wait"
     description = "A durable timer: waits a duration or until a time without holding a worker."
+    not_standalone = "a Wait node is a durable timer"
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -341,6 +343,7 @@ class SubPipeline(NodeType):
     category = "composition"
     label = "Sub-pipeline"
     description = "Runs another pipeline as a child run; its outputs become this node's output."
+    not_standalone = "a Sub-pipeline node starts a child run"
     config_schema = {
         "type": "object",
         "additionalProperties": False,

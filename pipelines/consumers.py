@@ -75,9 +75,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from pipelines import services
 from pipelines.engine import events
-from pipelines.models import NodeRun, NodeRunLog, Run
+from pipelines.models import Run
 
-SNAPSHOT_LOG_LINES = 200
 #: Period of the watchdog: a missing number is given between one and two periods to arrive.
 GAP_WAIT = 1.0
 #: When nothing is waiting, the watchdog asks the Redis counter every this many periods.
@@ -100,17 +99,7 @@ def snapshot(run_id: int) -> dict[str, Any] | None:
     run = Run.objects.filter(pk=run_id).first()
     if run is None:
         return None
-    node_runs = list(NodeRun.objects.filter(run_id=run_id).order_by("id"))
-    by_id = {row.pk: row for row in node_runs}
-    logs = list(NodeRunLog.objects.filter(node_run__run_id=run_id).order_by("-id")[:SNAPSHOT_LOG_LINES])
-    logs.reverse()
-    return {
-        "type": "snapshot",
-        "seq": seq,
-        "run": events.run_payload(run),
-        "node_runs": [events.node_run_payload(row) for row in node_runs],
-        "logs": [events.log_payload(log, by_id[log.node_run_id]) for log in logs],
-    }
+    return {"type": "snapshot", "seq": seq, **events.run_state(run)}
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -162,10 +151,6 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def run_events(self, message: dict) -> None:
         first = message["first_seq"]
         await self._receive({first + offset: event for offset, event in enumerate(message["events"])})
-
-    async def run_event(self, message: dict) -> None:
-        """A single event (the unbatched form of run.events)."""
-        await self._receive({message["seq"]: message["event"]})
 
     async def _receive(self, numbered: dict[int, dict]) -> None:
         async with self.lock:

@@ -17,7 +17,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from pipelines import documents
-from pipelines.graph_validation import GraphError, GraphInvalid, validate_document
+from pipelines.graph_validation import GraphInvalid, validate_document
 from pipelines.models import Edge, Node, Pipeline, PipelineVersion, Template
 
 BUILTIN_TEMPLATES_DIR = Path(__file__).parent / "builtin_templates"
@@ -412,27 +412,3 @@ def create_demo_pipelines(user) -> int:
         for template in Template.objects.filter(owner__isnull=True).order_by("slug"):
             create_from_template(template, owner=user)
     return Pipeline.objects.filter(owner=user).count()
-
-
-__all__ = [
-    "GraphError",
-    "GraphInvalid",
-    "NotFound",
-    "VersionConflict",
-    "create_demo_pipelines",
-    "create_from_template",
-    "create_pipeline",
-    "current_document",
-    "diff_versions",
-    "export_document",
-    "import_pipeline",
-    "install_builtin_templates",
-    "restore_version",
-    "save_as_template",
-    "save_graph",
-    "update_details",
-    "version_document",
-    "version_snapshot",
-    "visible_pipelines",
-    "visible_templates",
-]

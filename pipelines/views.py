@@ -12,12 +12,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404, render
+from django.utils.dateparse import parse_datetime
 
 from pipelines import services
-from pipelines.consumers import SNAPSHOT_LOG_LINES
 from pipelines.engine import events
 from pipelines.engine.states import NodeState
-from pipelines.models import NodeRun, NodeRunLog, Run
+from pipelines.models import Run
 
 RUNS_PER_PAGE = 50
 
@@ -74,22 +74,21 @@ def run_detail(request, run_id: int):
         ),
         pk=run_id,
     )
-    node_runs = list(NodeRun.objects.filter(run=run).order_by("id"))
-    by_id = {row.pk: row for row in node_runs}
-    logs = list(NodeRunLog.objects.filter(node_run__run=run).order_by("-id")[:SNAPSHOT_LOG_LINES])
-    logs.reverse()
-    rows = []
-    for row in node_runs:
-        payload = events.node_run_payload(row)
-        payload["duration_text"] = _duration(row.started_at, row.finished_at)
-        payload["percent"] = round(100 * (row.progress or 0))
-        rows.append(payload)
+    state = events.run_state(run)
+    rows = [
+        {
+            **payload,
+            "duration_text": _duration(*(parse_datetime(payload[f] or "") for f in ("started_at", "finished_at"))),
+            "percent": round(100 * (payload["progress"] or 0)),
+        }
+        for payload in state["node_runs"]
+    ]
     context = {
         "run": run,
         "pipeline": run.pipeline,
         "duration_text": _duration(run.started_at, run.finished_at),
         "node_runs": rows,
-        "logs": [events.log_payload(log, by_id[log.node_run_id]) for log in logs],
+        "logs": state["logs"],
         "params_json": json.dumps(run.params, indent=2, sort_keys=True, ensure_ascii=False),
         "child_runs": Run.objects.filter(
             parent_node_run__run=run, pipeline__in=services.visible_pipelines(request.user)

@@ -12,6 +12,23 @@ from django.contrib.auth import get_user_model
 
 from pipelines import services
 
+#: The node types the issue names; the catalogue must offer at least these.
+BUILTIN_NODE_TYPES = frozenset(
+    {
+        "input_dataset",
+        "output_dataset",
+        "data_collection",
+        "data_cleaning",
+        "data_synthesis",
+        "data_annotation",
+        "condition",
+        "loop",
+        "parallel",
+        "wait",
+        "subpipeline",
+    }
+)
+
 EXAMPLE_PATH = (
     Path(__file__).resolve().parent.parent / "pipelines" / "builtin_templates" / "curate_annotate_or_synthesize.json"
 )

@@ -55,22 +55,26 @@ class _Publisher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pid: int | None = None
         self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
+        #: Events handed over but not yet sent; `flush` waits for it to reach zero.
+        self._unsent = 0
+        self._sent = threading.Condition()
 
     def publish(self, run_id: int, event: dict[str, Any]) -> None:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
                     self._queue = queue.SimpleQueue()
+                    self._unsent, self._sent = 0, threading.Condition()
                     threading.Thread(target=self._serve, name="datamate-events", daemon=True).start()
                     self._pid = os.getpid()
-        self._idle.clear()
+        with self._sent:
+            self._unsent += 1
         self._queue.put((run_id, event))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event was sent (tests, and processes about to exit)."""
-        return self._idle.wait(timeout)
+        with self._sent:
+            return self._sent.wait_for(lambda: self._unsent == 0, timeout)
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
@@ -104,8 +108,9 @@ class _Publisher:
             except Exception:
                 # A lost event is recovered by the client's next snapshot; never fail the run.
                 logger.exception("could not publish %d events", len(batch))
-            if pending.empty():
-                self._idle.set()
+            with self._sent:
+                self._unsent -= len(batch)
+                self._sent.notify_all()
 
 
 async def _send_all(layer, messages: list[tuple[str, dict[str, Any]]]) -> None:
@@ -165,6 +170,24 @@ def log_payload(log, node_run) -> dict[str, Any]:
         "level": log.level,
         "message": log.message,
         "created_at": _time(log.created_at),
+    }
+
+
+SNAPSHOT_LOG_LINES = 200
+
+
+def run_state(run) -> dict[str, Any]:
+    """A run as the live views start from it: its node runs and its latest log lines."""
+    from pipelines.models import NodeRun, NodeRunLog
+
+    node_runs = list(NodeRun.objects.filter(run_id=run.pk).order_by("id"))
+    by_id = {row.pk: row for row in node_runs}
+    logs = list(NodeRunLog.objects.filter(node_run__run_id=run.pk).order_by("-id")[:SNAPSHOT_LOG_LINES])
+    logs.reverse()
+    return {
+        "run": run_payload(run),
+        "node_runs": [node_run_payload(row) for row in node_runs],
+        "logs": [log_payload(log, by_id[log.node_run_id]) for log in logs],
     }
 
 

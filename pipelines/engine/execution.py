@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+import functools
 import os
 import signal
 import threading
@@ -15,7 +16,7 @@ from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
 from nodes.execution import NodeFailed, NodeResult
-from nodes.expressions import ExpressionError, evaluate, render
+from nodes.expressions import ExpressionError
 from pipelines.engine import cache, events, loops, runtime, subruns
 from pipelines.engine.plan import Plan, PlanNode, edge_state
 from pipelines.engine.states import NodeState
@@ -54,45 +55,42 @@ def execute(node_run_id: int) -> None:
 
 
 _NODE_RUN_FIELDS = list(NodeRun._meta.concrete_fields)
-_CLAIM_SQL = (
-    "UPDATE {table} SET state = %s, started_at = %s, heartbeat_at = %s WHERE id = %s AND state = %s RETURNING {columns}"
-)
+
+
+@functools.cache
+def _claim_statement(vendor: str) -> tuple[str, list[list]]:
+    """The claim's SQL and each returned column's converters, built once per process."""
+    connection = connections["default"]
+    quote = connection.ops.quote_name
+    sql = (
+        f"UPDATE {quote(NodeRun._meta.db_table)} SET state = %s, started_at = %s, heartbeat_at = %s "
+        f"WHERE id = %s AND state = %s RETURNING {', '.join(quote(f.column) for f in _NODE_RUN_FIELDS)}"
+    )
+    converters = []
+    for model_field in _NODE_RUN_FIELDS:
+        column = model_field.get_col(NodeRun._meta.db_table)
+        found = connection.ops.get_db_converters(column) + model_field.get_db_converters(connection)
+        converters.append([(converter, column) for converter in found])
+    return sql, converters
 
 
 def claim(node_run_id: int) -> NodeRun | None:
     """`ready → running`, returning the row in the same statement (both SQLite and PostgreSQL
     support RETURNING; the ORM's update() cannot return rows)."""
-    now = timezone.now()
     connection = connections["default"]
-    sql = _CLAIM_SQL.format(
-        table=connection.ops.quote_name(NodeRun._meta.db_table),
-        columns=", ".join(connection.ops.quote_name(field.column) for field in _NODE_RUN_FIELDS),
-    )
-    values = [
-        NodeRun._meta.get_field(name).get_db_prep_value(value, connection)
-        for name, value in (
-            ("state", NodeState.RUNNING),
-            ("started_at", now),
-            ("heartbeat_at", now),
-            ("id", node_run_id),
-            ("state", NodeState.READY),
-        )
-    ]
+    sql, converters = _claim_statement(connection.vendor)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, [NodeState.RUNNING, now, now, node_run_id, NodeState.READY])
         row = cursor.fetchone()
     if row is None:
         return None
-    converted = [_convert(field, value, connection) for field, value in zip(_NODE_RUN_FIELDS, row, strict=True)]
-    return NodeRun.from_db("default", [field.attname for field in _NODE_RUN_FIELDS], converted)
-
-
-def _convert(field, value, connection):
-    for converter in connection.ops.get_db_converters(field.get_col(NodeRun._meta.db_table)) + field.get_db_converters(
-        connection
-    ):
-        value = converter(value, field.get_col(NodeRun._meta.db_table), connection)
-    return value
+    values = []
+    for value, field_converters in zip(row, converters, strict=True):
+        for converter, column in field_converters:
+            value = converter(value, column, connection)
+        values.append(value)
+    return NodeRun.from_db("default", [field.attname for field in _NODE_RUN_FIELDS], values)
 
 
 def run_claimed(node_run: NodeRun, known_rows: dict[str, NodeRun] | None = None) -> None:
@@ -163,10 +161,10 @@ def pause_until(node_run: NodeRun, result: NodeResult) -> None:
 
 
 def resume_due_wait(node_run_id: int) -> None:
-    node_run = NodeRun.objects.select_related("run").filter(pk=node_run_id, state=NodeState.WAITING).first()
+    node_run = NodeRun.objects.filter(pk=node_run_id, state=NodeState.WAITING).first()
     if node_run is None or node_run.resume_at is None or node_run.resume_at > timezone.now():
         return
-    run = node_run.run
+    run = runtime.run_for(node_run.run_id)
     result = NodeResult(output=node_run.output or {}, handles=node_run.handles or ["out"])
     runtime.succeed(run, runtime.plan_for(run), node_run, result)
 
@@ -235,13 +233,7 @@ def build_context(
         "nodes": {key: {"output": row[2] or {}, "state": row[0]} for key, row in outputs.items()},
         "loop": loop or {},
     }
-    config = {}
-    for name, value in node.config.items():
-        if name in node.node_type.expression_fields:
-            # Containers evaluate their own expressions (a while condition, per iteration).
-            config[name] = value if node.node_type.is_container else evaluate(value, variables)
-        else:
-            config[name] = render(value, variables)
+    config = node.node_type.resolve_config(node.config, variables)
     return Context(
         run_id=run.pk,
         node_key=node.key,

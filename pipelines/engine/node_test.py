@@ -20,7 +20,7 @@ import uuid
 
 from nodes import registry
 from nodes.execution import NodeFailed
-from nodes.expressions import ExpressionError, evaluate, render
+from nodes.expressions import ExpressionError
 from pipelines import services
 from pipelines.engine import events
 from pipelines.engine.plan import Plan, edge_state
@@ -29,11 +29,6 @@ from pipelines.engine.states import RunState
 from pipelines.graph_validation import GraphError, GraphInvalid, validate_document
 from pipelines.models import NodeRun, Pipeline, Run
 
-#: Types whose execution means more than one call of `execute` (a body, a timer, a child run).
-NOT_TESTABLE = {
-    "wait": "a Wait node is a durable timer",
-    "subpipeline": "a Sub-pipeline node starts a child run",
-}
 RESULT_TTL_SECONDS = 120
 #: Extra wait after the deadline, for the worker's answer that the node timed out.
 ANSWER_GRACE_SECONDS = 2.0
@@ -99,10 +94,8 @@ def prepare(
         node_type = registry.get(node["type"])
     except registry.UnknownNodeType:
         raise NodeNotTestable(f"unknown node type {node['type']!r}") from None
-    if node_type.is_container:
-        raise NodeNotTestable(f"a {node_type.label} node runs a body of nodes; it cannot be tested alone")
-    if node["type"] in NOT_TESTABLE:
-        raise NodeNotTestable(f"{NOT_TESTABLE[node['type']]}; it cannot be tested alone")
+    if node_type.not_standalone:
+        raise NodeNotTestable(f"{node_type.not_standalone}; it cannot be tested alone")
     if config is not None:
         node["config"] = config
     _check_node(document, key)
@@ -239,10 +232,7 @@ def execute_payload(payload: dict[str, Any]) -> dict[str, Any]:
         node_type = registry.get(payload["type"])
         variables = {"params": payload["params"], "nodes": payload["nodes"], "loop": payload["loop"] or {}}
         try:
-            config = {
-                name: evaluate(value, variables) if name in node_type.expression_fields else render(value, variables)
-                for name, value in payload["config"].items()
-            }
+            config = node_type.resolve_config(payload["config"], variables)
         except ExpressionError as exc:
             raise ExpressionError(f"config: {exc}") from None
         context = NodeTestContext(

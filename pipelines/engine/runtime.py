@@ -114,11 +114,9 @@ class Handoff:
     def __init__(self):
         self._next: tuple[NodeRun, dict[str, NodeRun]] | None = None
 
-    def offer(self, node_run: NodeRun, rows: dict[str, NodeRun]) -> bool:
-        if self._next is not None:
-            return False
+    def offer(self, node_run: NodeRun, rows: dict[str, NodeRun]) -> None:
+        assert self._next is None, "one node run is handed off at a time"
         self._next = (node_run, rows)
-        return True
 
     @property
     def free(self) -> bool:
@@ -334,7 +332,7 @@ def cancel_run(run: Run) -> bool:
     NodeRun.objects.filter(pk__in=[nr.pk for nr in unfinished]).update(
         state=NodeState.CANCELLED, finished_at=now, heartbeat_at=None
     )
-    queued = [f"{nr.pk}" for nr in unfinished if nr.state == NodeState.READY]
+    queued = [nr.pk for nr in unfinished if nr.state == NodeState.READY]
 
     def announce():
         for node_run in unfinished:
@@ -344,7 +342,7 @@ def cancel_run(run: Run) -> bool:
         if queued:
             from datamate.celery import app
 
-            app.control.revoke([task_id(int(pk)) for pk in queued])
+            app.control.revoke([task_id(pk) for pk in queued])
 
     transaction.on_commit(announce)
     for child in Run.objects.filter(parent_node_run__run_id=run.pk, state__in=RunState.ACTIVE):

@@ -8,25 +8,12 @@ import pytest
 
 from nodes import registry
 from pipelines.graph_validation import validate_document
-
-EXPECTED_KEYS = {
-    "input_dataset",
-    "output_dataset",
-    "data_collection",
-    "data_cleaning",
-    "data_synthesis",
-    "data_annotation",
-    "condition",
-    "loop",
-    "parallel",
-    "wait",
-    "subpipeline",
-}
+from tests.factories import BUILTIN_NODE_TYPES
 
 
 def test_catalogue_has_every_type_with_a_valid_closed_schema():
     types = {t.key: t for t in registry.all_types()}
-    assert set(types) >= EXPECTED_KEYS
+    assert set(types) >= BUILTIN_NODE_TYPES
     for node_type in types.values():
         Draft202012Validator.check_schema(node_type.config_schema)
         # Unknown config fields are refused, so typos never pass silently.

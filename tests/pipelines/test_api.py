@@ -10,24 +10,19 @@ from rest_framework.test import APIClient
 
 from pipelines import services
 from pipelines.models import Node, Pipeline, PipelineVersion, Template
-from tests.factories import create_pipeline, create_user, edge, example_document, linear_document, node
+from tests.factories import (
+    BUILTIN_NODE_TYPES,
+    create_pipeline,
+    create_user,
+    edge,
+    example_document,
+    linear_document,
+    node,
+)
 
 PASSWORD = "pw-for-tests-1"  # the factories' default password
 
 BUILTIN_SLUGS = {"clean_and_deduplicate", "curate_annotate_or_synthesize", "synthesize_in_rounds"}
-NODE_TYPE_KEYS = {
-    "input_dataset",
-    "output_dataset",
-    "data_collection",
-    "data_cleaning",
-    "data_synthesis",
-    "data_annotation",
-    "condition",
-    "loop",
-    "parallel",
-    "wait",
-    "subpipeline",
-}
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -934,7 +929,7 @@ def test_node_type_catalogue(alice_api):
     assert response.status_code == 200
     types = {t["key"]: t for t in response.json()}
     # The suite also registers its engine test type through DATAMATE_NODE_TYPE_MODULES.
-    assert set(types) == NODE_TYPE_KEYS | {"test_step"}
+    assert set(types) == BUILTIN_NODE_TYPES | {"test_step"}
     for node_type in types.values():
         assert node_type["config_schema"]["type"] == "object"
         assert isinstance(node_type["handles"], list) and "error" in node_type["handles"]
