@@ -6,7 +6,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from pipelines.engine.runs import ParamsInvalid
+from pipelines.engine.runs import ParamsInvalid, RunConflict
 from pipelines.graph_validation import GraphInvalid
 from pipelines.services import NotFound, VersionConflict
 
@@ -21,6 +21,8 @@ def exception_handler(exc, context):
         return Response(
             {"detail": str(exc), "current_version": exc.current}, status=status.HTTP_412_PRECONDITION_FAILED
         )
+    if isinstance(exc, RunConflict):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, NotFound):
         return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, RequestDataTooBig):

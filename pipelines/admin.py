@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from pipelines import documents, services
-from pipelines.engine import runs, runtime
+from pipelines.engine import runs
 from pipelines.graph_validation import GraphInvalid, validate_document
 from pipelines.models import (
     Edge,
@@ -248,15 +248,20 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs")
     def cancel(self, request, queryset):
-        cancelled = sum(runtime.cancel_run(run) for run in queryset)
-        self.message_user(request, f"Cancelled {cancelled} run(s)")
+        for run in queryset:
+            try:
+                runs.cancel(run)
+            except runs.RunConflict as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"run {run.pk}: cancelled")
 
     @admin.action(description="Re-run selected runs from their failed nodes")
     def rerun_from_failed(self, request, queryset):
         for run in queryset.select_related("pipeline"):
             try:
                 new = runs.rerun(run, user=request.user)
-            except runs.ParamsInvalid as exc:
+            except (runs.ParamsInvalid, runs.RunConflict) as exc:
                 self.message_user(request, f"run {run.pk}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"run {run.pk}: re-run as run {new.pk}")

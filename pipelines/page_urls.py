@@ -9,5 +9,8 @@ app_name = "pages"
 urlpatterns = [
     path("pipelines/", views.pipeline_list, name="pipeline-list"),
     path("pipelines/<int:pipeline_id>/runs/", views.run_list, name="run-list"),
+    path("pipelines/<int:pipeline_id>/runs/start/", views.start_run, name="run-start"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/cancel/", views.cancel_run, name="run-cancel"),
+    path("runs/<int:run_id>/rerun/", views.rerun, name="run-rerun"),
 ]

@@ -2,8 +2,8 @@
 
 Thin adapters over `pipelines.engine`. Every object is reached through
 `services.visible_pipelines(user)`, so runs of pipelines the user may not see answer 404.
-ParamsInvalid (naming `params.<name>`, `from_node` or `key`) and GraphInvalid become 400s
-in `datamate.api_errors`.
+ParamsInvalid (naming `params.<name>`, `from_node` or `key`) and GraphInvalid become 400s,
+RunConflict a 409, in `datamate.api_errors`.
 """
 
 from django.db.models import Prefetch
@@ -15,9 +15,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from pipelines import services
-from pipelines.engine import node_test
-from pipelines.engine.runs import rerun, start_run
-from pipelines.engine.runtime import cancel_run
+from pipelines.engine import node_test, runs
+from pipelines.engine.runs import start_run
 from pipelines.engine.states import RunState
 from pipelines.models import NodeRun, NodeRunLog, Run
 from pipelines.run_serializers import (
@@ -180,15 +179,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     def cancel(self, request, pk=None):
         """Queued nodes never start; running nodes stop at their next progress report."""
         run = self.get_object()
-        if run.parent_node_run_id and run.state in RunState.ACTIVE:
-            parent_run = NodeRun.objects.values_list("run_id", flat=True).get(pk=run.parent_node_run_id)
-            return Response(
-                {"detail": f"run {run.pk} is a sub-pipeline of run {parent_run}; cancel that run"},
-                status=status.HTTP_409_CONFLICT,
-            )
-        if not cancel_run(run):
-            run.refresh_from_db(fields=["state"])
-            return Response({"detail": f"run {run.pk} already {run.state}"}, status=status.HTTP_409_CONFLICT)
+        runs.cancel(run)
         return Response(_detail(run))
 
     @extend_schema(
@@ -203,12 +194,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         run = self.get_object()
         form = RerunSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        if run.state in RunState.ACTIVE:
-            return Response(
-                {"detail": f"run {run.pk} is still {run.state}; wait for it or cancel it first"},
-                status=status.HTTP_409_CONFLICT,
-            )
-        new_run = rerun(
+        new_run = runs.rerun(
             run,
             from_node=form.validated_data.get("from_node"),
             params=form.validated_data.get("params"),

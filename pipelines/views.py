@@ -1,22 +1,27 @@
-"""Server-rendered pages: the pipeline list, a pipeline's runs, and the live run page.
+"""Server-rendered pages: the pipeline list, a pipeline's runs, and the live run page, with
+forms to start, cancel and re-run.
 
 Thin views: access goes through `services.visible_pipelines`, payloads through the same
-builders the websocket uses, so the first paint and the live updates show the same thing.
+builders the websocket uses, so the first paint and the live updates show the same thing;
+actions call the same engine functions as the API and the admin.
 """
 
 from __future__ import annotations
 
 import json
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_POST
 
 from pipelines import services
-from pipelines.engine import events
-from pipelines.engine.states import NodeState
+from pipelines.engine import events, runs
+from pipelines.engine.states import NodeState, RunState
+from pipelines.graph_validation import GraphInvalid
 from pipelines.models import Run
 
 RUNS_PER_PAGE = 50
@@ -34,6 +39,48 @@ def _duration(started, finished) -> str:
         return f"{minutes} m {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} m"
+
+
+def parameter_fields(definitions: list[dict], values: dict) -> list[dict]:
+    """What the parameter form shows: one input per definition, holding `values` or the default."""
+    fields = []
+    for definition in definitions:
+        value = values.get(definition["name"], definition.get("default"))
+        fields.append({**definition, "value": "" if value is None else value})
+    return fields
+
+
+def read_parameter_form(definitions: list[dict], form) -> tuple[dict, list[dict]]:
+    """Parameter values from a submitted form, typed by their definitions. An empty input
+    means "use the default"; a value that does not parse is an error naming `params.<name>`."""
+    values, errors = {}, []
+    for definition in definitions:
+        name, kind = definition["name"], definition["type"]
+        field = f"param-{name}"
+        if kind == "boolean":
+            values[name] = form.get(field) == "on"
+            continue
+        raw = form.get(field, "").strip()
+        if raw == "":
+            continue
+        try:
+            values[name] = int(raw) if kind == "integer" else float(raw) if kind == "number" else raw
+        except ValueError:
+            errors.append(
+                {"field": f"params.{name}", "message": f"must be {'an integer' if kind == 'integer' else 'a number'}"}
+            )
+    return values, errors
+
+
+def _report(request, errors: list[dict]) -> None:
+    for error in errors:
+        messages.error(request, f"{error.get('field') or error.get('node')}: {error['message']}")
+
+
+def _visible_run(request, run_id: int) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related("pipeline").filter(pipeline__in=services.visible_pipelines(request.user)), pk=run_id
+    )
 
 
 @login_required
@@ -63,7 +110,62 @@ def run_list(request, pipeline_id: int):
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     for run in page:
         run.duration_text = _duration(run.started_at, run.finished_at)
-    return render(request, "pipelines/run_list.html", {"pipeline": pipeline, "page": page, "runs": page.object_list})
+    context = {
+        "pipeline": pipeline,
+        "page": page,
+        "runs": page.object_list,
+        "parameters": parameter_fields(pipeline.parameters, {}),
+    }
+    return render(request, "pipelines/run_list.html", context)
+
+
+@login_required
+@require_POST
+def start_run(request, pipeline_id: int):
+    pipeline = get_object_or_404(services.visible_pipelines(request.user), pk=pipeline_id)
+    params, errors = read_parameter_form(pipeline.parameters, request.POST)
+    if not errors:
+        try:
+            run = runs.start_run(pipeline, params, trigger=Run.Trigger.MANUAL, user=request.user)
+        except runs.ParamsInvalid as exc:
+            errors = exc.errors
+        except GraphInvalid as exc:
+            errors = [error.as_dict() for error in exc.errors]
+        else:
+            return redirect("pages:run-detail", run.pk)
+    _report(request, errors)
+    return redirect("pages:run-list", pipeline.pk)
+
+
+@login_required
+@require_POST
+def cancel_run(request, run_id: int):
+    run = _visible_run(request, run_id)
+    try:
+        runs.cancel(run)
+    except runs.RunConflict as exc:
+        messages.warning(request, str(exc))
+    else:
+        messages.success(request, f"Run #{run.pk} cancelled.")
+    return redirect("pages:run-detail", run.pk)
+
+
+@login_required
+@require_POST
+def rerun(request, run_id: int):
+    run = _visible_run(request, run_id)
+    params, errors = read_parameter_form(run.spec.get("parameters", []), request.POST)
+    if not errors:
+        try:
+            new_run = runs.rerun(run, from_node=request.POST.get("from_node") or None, params=params, user=request.user)
+        except runs.ParamsInvalid as exc:
+            errors = exc.errors
+        except runs.RunConflict as exc:
+            errors = [{"field": "run", "message": str(exc)}]
+        else:
+            return redirect("pages:run-detail", new_run.pk)
+    _report(request, errors)
+    return redirect("pages:run-detail", run.pk)
 
 
 @login_required
@@ -94,5 +196,16 @@ def run_detail(request, run_id: int):
             parent_node_run__run=run, pipeline__in=services.visible_pipelines(request.user)
         ).select_related("pipeline", "parent_node_run"),
         "live": {"run": run.pk, "ws": f"/ws/runs/{run.pk}/"},
+        "active": run.state in RunState.ACTIVE,
+        "cancellable": run.state in RunState.ACTIVE and not run.parent_node_run_id,
+        "rerun_nodes": [node["key"] for node in run.spec.get("nodes", []) if not node.get("parent")],
+        "failed_nodes": sorted(
+            {
+                row["node_key"]
+                for row in state["node_runs"]
+                if row["state"] in ("failed", "cancelled") and not row["iteration"]
+            }
+        ),
+        "parameters": parameter_fields(run.spec.get("parameters", []), run.params),
     }
     return render(request, "pipelines/run_detail.html", context)

@@ -24,6 +24,10 @@ class ParamsInvalid(Exception):
         self.errors = errors
 
 
+class RunConflict(Exception):
+    """The run's state does not allow the action asked for (an HTTP 409)."""
+
+
 def resolve_params(definitions: list[dict[str, Any]], values: dict[str, Any] | None, owner_id: int) -> dict[str, Any]:
     """Defaults applied, types checked, datasets (of `owner_id`) looked up. Raises ParamsInvalid."""
     from datasets.models import Dataset
@@ -175,7 +179,10 @@ def rerun(
     parent_node_run: NodeRun | None = None,
 ) -> Run:
     """A new run of the same version that re-executes `from_node` (default: every failed or
-    cancelled node) and everything downstream of it, reusing the other nodes' results."""
+    cancelled node) and everything downstream of it, reusing the other nodes' results.
+    Raises RunConflict while the run is still active."""
+    if run.state in RunState.ACTIVE:
+        raise RunConflict(f"run {run.pk} is still {run.state}; wait for it or cancel it first")
     plan = Plan.from_spec(run.spec)
     if from_node is not None:
         if from_node not in plan.nodes or plan.nodes[from_node].parent is not None:
@@ -200,3 +207,14 @@ def rerun(
         rerun_from=from_node or ",".join(sorted(starts)),
         reexecute=reexecute,
     )
+
+
+def cancel(run: Run) -> None:
+    """Cancel `run` and its child runs. Raises RunConflict if it has already finished, or if it
+    is a sub-pipeline's child run (its parent run is the one to cancel)."""
+    if run.parent_node_run_id and run.state in RunState.ACTIVE:
+        parent_run = NodeRun.objects.values_list("run_id", flat=True).get(pk=run.parent_node_run_id)
+        raise RunConflict(f"run {run.pk} is a sub-pipeline of run {parent_run}; cancel that run")
+    if not runtime.cancel_run(run):
+        run.refresh_from_db(fields=["state"])
+        raise RunConflict(f"run {run.pk} already {run.state}")

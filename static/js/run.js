@@ -49,6 +49,8 @@
     logs: document.getElementById("logs"),
     filter: document.getElementById("log-filter"),
     filterClear: document.getElementById("log-filter-clear"),
+    cancel: document.getElementById("cancel-run"),
+    rerun: document.getElementById("rerun"),
   };
   var rows = new Map(); // node run id -> <tr>
 
@@ -262,6 +264,9 @@
     el.error.hidden = !run.error;
     el.error.textContent = run.error || "";
     var finished = RUN_RANK[run.state] === 2;
+    // Cancel only while it runs; re-run only once it has finished (as the API allows).
+    if (el.cancel) el.cancel.hidden = finished;
+    if (el.rerun) el.rerun.hidden = !finished;
     el.duration.textContent = formatDuration(run.started_at, finished ? run.finished_at : null) || "—";
   }
 

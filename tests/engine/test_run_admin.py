@@ -30,8 +30,11 @@ def test_run_pages_and_actions(engine, alice, staff):
     assert b"slow" in client.get(f"/admin/pipelines/run/{run.pk}/change/").content
 
     response = client.post("/admin/pipelines/run/", {"action": "cancel", "_selected_action": [run.pk]}, follow=True)
-    assert b"Cancelled 1 run(s)" in response.content
+    # The admin capitalises messages.
+    assert f"Run {run.pk}: cancelled".encode() in response.content
     assert wait_for_run(run).state == "cancelled"
+    response = client.post("/admin/pipelines/run/", {"action": "cancel", "_selected_action": [run.pk]}, follow=True)
+    assert f"Run {run.pk} already cancelled".encode() in response.content
 
     response = client.post(
         "/admin/pipelines/run/", {"action": "rerun_from_failed", "_selected_action": [run.pk]}, follow=True
