@@ -5,6 +5,8 @@ from rest_framework import serializers
 from pipelines.models import NodeRun, NodeRunLog, Run
 
 MAX_TEST_TIMEOUT_SECONDS = 600
+DEFAULT_TEST_WAIT_SECONDS = 10.0
+MAX_TEST_WAIT_SECONDS = 60.0
 
 
 class NodeRunSerializer(serializers.ModelSerializer):
@@ -134,6 +136,14 @@ class NodeTestRequestSerializer(serializers.Serializer):
         max_value=MAX_TEST_TIMEOUT_SECONDS,
         help_text="Seconds to wait for a worker and for the node.",
     )
+    wait = serializers.FloatField(
+        required=False,
+        default=DEFAULT_TEST_WAIT_SECONDS,
+        min_value=0,
+        max_value=MAX_TEST_WAIT_SECONDS,
+        help_text="Seconds this request waits for the result; a test still running then answers 202 "
+        "with a `result_url` to fetch it from.",
+    )
 
     def validate_params(self, value):
         return _object(value)
@@ -150,6 +160,12 @@ class NodeTestRequestSerializer(serializers.Serializer):
             if not isinstance(output, dict):
                 raise serializers.ValidationError(f"{key}: an upstream output must be a JSON object")
         return value
+
+
+class NodeTestPendingSerializer(serializers.Serializer):
+    request_id = serializers.CharField()
+    state = serializers.CharField(help_text="pending")
+    result_url = serializers.CharField(help_text="GET it until it answers 200 (or 504).")
 
 
 class NodeTestResultSerializer(serializers.Serializer):

@@ -7,7 +7,9 @@ RunConflict a 409, in `datamate.api_errors`.
 """
 
 from django.db.models import Prefetch
+from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -20,6 +22,7 @@ from pipelines.engine.runs import start_run
 from pipelines.engine.states import RunState
 from pipelines.models import NodeRun, NodeRunLog, Run
 from pipelines.run_serializers import (
+    NodeTestPendingSerializer,
     NodeTestRequestSerializer,
     NodeTestResultSerializer,
     RerunSerializer,
@@ -218,6 +221,7 @@ class PipelineNodeViewSet(viewsets.GenericViewSet):
         request=NodeTestRequestSerializer,
         responses={
             200: NodeTestResultSerializer,
+            202: NodeTestPendingSerializer,
             400: FIELD_ERRORS,
             404: OpenApiResponse(description="No such pipeline or node."),
             504: OpenApiResponse(description="No worker answered within the timeout."),
@@ -226,23 +230,54 @@ class PipelineNodeViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def test(self, request, pipeline_pk=None, key=None):
         """Run this node once, on a worker, without creating a run. Inputs default to the
-        upstream outputs of the latest finished run. A node failure is a 200 with `error`."""
+        upstream outputs of the latest finished run. A node failure is a 200 with `error`.
+        A test still running after `wait` seconds answers 202; fetch its `result_url`."""
         pipeline = get_object_or_404(self.get_queryset(), pk=pipeline_pk)
         form = NodeTestRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        timeout = data["timeout"]
-        result = node_test.run_node_test(
+        request_id, result = node_test.run_node_test(
             pipeline,
             key,
             inputs=data.get("inputs"),
             params=data.get("params"),
             config=data.get("config"),
             loop=data.get("loop"),
-            timeout=timeout,
+            timeout=data["timeout"],
+            wait=data["wait"],
         )
-        if result is None:
-            return Response(
-                {"detail": f"no worker answered within {timeout:g} s"}, status=status.HTTP_504_GATEWAY_TIMEOUT
-            )
+        if result is not None:
+            return Response(result)
+        return _node_test_answer(request, request_id)
+
+
+def _node_test_answer(request, request_id: str) -> Response:
+    state, _, result = node_test.test_status(request_id)
+    if state == "done":
         return Response(result)
+    if state == "lost":
+        return Response(result, status=status.HTTP_504_GATEWAY_TIMEOUT)
+    url = request.build_absolute_uri(reverse("node-test-detail", kwargs={"pk": request_id}))
+    pending = {"request_id": request_id, "state": "pending", "result_url": url}
+    return Response(pending, status=status.HTTP_202_ACCEPTED)
+
+
+class NodeTestViewSet(viewsets.ViewSet):
+    """`/api/node-tests/{request_id}/`: the result of a node test that outlasted its request."""
+
+    lookup_value_regex = r"[0-9a-f]{32}"
+
+    @extend_schema(
+        summary="The result of a node test",
+        responses={
+            200: NodeTestResultSerializer,
+            202: NodeTestPendingSerializer,
+            404: OpenApiResponse(description="No such test, or it expired."),
+            504: OpenApiResponse(description="No worker answered within the timeout."),
+        },
+    )
+    def retrieve(self, request, pk=None):
+        state, pipeline_id, _ = node_test.test_status(pk)
+        if state == "unknown" or not services.visible_pipelines(request.user).filter(pk=pipeline_id).exists():
+            raise Http404("no such node test (results are kept for a few minutes)")
+        return _node_test_answer(request, pk)

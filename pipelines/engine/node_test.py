@@ -5,8 +5,10 @@ against its type, parameters with defaults applied), gathers the node's inputs (
 the upstream outputs of the pipeline's latest finished run), and sends everything the worker
 needs in one Celery message. The worker (`execute_payload`) resolves the config in the same
 sandbox as the engine, runs the type's executor against a lightweight context that keeps
-log lines in memory, and pushes the result to a Redis list under a unique key; the web side
-waits on that list, bounded by the timeout. Nothing is written to the database.
+log lines in memory, stores the result in Redis under the request's id and rings a doorbell
+list. The web side waits on the doorbell for a short while; a test that takes longer is
+fetched later by its id (`test_status`), so no server thread is held for a long test.
+Nothing is written to the database.
 """
 
 from __future__ import annotations
@@ -43,8 +45,16 @@ class NodeNotTestable(ParamsInvalid):
         super().__init__([{"field": "key", "message": message}])
 
 
+def request_key(request_id: str) -> str:
+    return f"datamate:node-test:{request_id}:request"
+
+
 def result_key(request_id: str) -> str:
-    return f"datamate:node-test:{request_id}"
+    return f"datamate:node-test:{request_id}:result"
+
+
+def doorbell_key(request_id: str) -> str:
+    return f"datamate:node-test:{request_id}:done"
 
 
 # --- web side -----------------------------------------------------------------------
@@ -59,20 +69,47 @@ def run_node_test(
     config: dict[str, Any] | None = None,
     loop: dict[str, Any] | None = None,
     timeout: float = 30.0,
-) -> dict[str, Any] | None:
-    """Run node `key` of the pipeline's latest saved graph on a worker and return its result,
-    or None if no worker answered within `timeout` seconds.
+    wait: float | None = None,
+) -> tuple[str, dict[str, Any] | None]:
+    """Send node `key` of the pipeline's latest saved graph to a worker and wait up to `wait`
+    seconds (default: until its timeout) for the result. Returns (request id, result or None);
+    a result that comes later is read with `test_status`.
 
     Raises services.NotFound (no such node), NodeNotTestable, GraphInvalid (the node's
     config is invalid) or ParamsInvalid, before anything is sent to a worker."""
     payload = prepare(pipeline, key, inputs=inputs, params=params, config=config, loop=loop, timeout=timeout)
+    request_id = payload["request_id"]
+    request = {
+        "pipeline": pipeline.pk,
+        "timeout": timeout,
+        "deadline": payload["deadline"],
+        "inputs_from_run": payload["inputs_from_run"],
+    }
+    ttl = math.ceil(timeout + ANSWER_GRACE_SECONDS + RESULT_TTL_SECONDS)
+    events.redis_client().set(request_key(request_id), json.dumps(request), ex=ttl)
     from pipelines.tasks import node_test
 
     node_test.apply_async((payload,), expires=timeout)
-    result = wait_for_result(payload["request_id"], timeout + ANSWER_GRACE_SECONDS)
+    full_wait = timeout + ANSWER_GRACE_SECONDS
+    if not wait_for_result(request_id, full_wait if wait is None else min(wait, full_wait)):
+        return request_id, None
+    return request_id, test_status(request_id)[2]
+
+
+def test_status(request_id: str) -> tuple[str, int | None, dict[str, Any] | None]:
+    """(state, pipeline id, answer) of a test request. State is `unknown` (never sent, or
+    expired), `pending`, `lost` (no worker answered before its deadline: the answer says so)
+    or `done` (the answer is the result)."""
+    client = events.redis_client()
+    request, result = client.mget([request_key(request_id), result_key(request_id)])
+    if request is None:
+        return "unknown", None, None
+    request = json.loads(request)
     if result is not None:
-        result["inputs_from_run"] = payload["inputs_from_run"]
-    return result
+        return "done", request["pipeline"], {**json.loads(result), "inputs_from_run": request["inputs_from_run"]}
+    if time.time() > request["deadline"] + ANSWER_GRACE_SECONDS:
+        return "lost", request["pipeline"], {"detail": f"no worker answered within {request['timeout']:g} s"}
+    return "pending", request["pipeline"], None
 
 
 def prepare(
@@ -166,15 +203,15 @@ def _check_node(document: dict[str, Any], key: str) -> None:
         raise GraphInvalid(errors)
 
 
-def wait_for_result(request_id: str, seconds: float) -> dict[str, Any] | None:
+def wait_for_result(request_id: str, seconds: float) -> bool:
+    """Wait up to `seconds` for the worker's doorbell; True once the result is stored."""
     client = events.redis_client()
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
-        # Whole seconds: BLPOP takes fractions only from Redis 6 on.
-        answer = client.blpop([result_key(request_id)], timeout=max(1, min(5, math.ceil(remaining))))
-        if answer is not None:
-            return json.loads(answer[1])
-    return None
+        # BLPOP takes fractions of a second from Redis 6 on; 0 would mean "forever".
+        if client.blpop([doorbell_key(request_id)], timeout=max(0.01, min(5.0, remaining))) is not None:
+            return True
+    return client.exists(result_key(request_id)) > 0
 
 
 # --- worker side --------------------------------------------------------------------
@@ -271,11 +308,11 @@ def execute_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute_and_store(payload: dict[str, Any]) -> None:
-    """The Celery task's body: run the node, push the answer for the waiting web request."""
+    """The Celery task's body: run the node, store the answer, ring the waiting request."""
     answer = execute_payload(payload)
-    text = json.dumps(answer, default=str)
-    key = result_key(payload["request_id"])
+    request_id = payload["request_id"]
     with events.redis_client().pipeline() as pipe:
-        pipe.rpush(key, text)
-        pipe.expire(key, RESULT_TTL_SECONDS)
+        pipe.set(result_key(request_id), json.dumps(answer, default=str), ex=RESULT_TTL_SECONDS)
+        pipe.rpush(doorbell_key(request_id), 1)
+        pipe.expire(doorbell_key(request_id), RESULT_TTL_SECONDS)
         pipe.execute()

@@ -180,3 +180,29 @@ def test_504_when_no_worker_answers_in_time(engine, alice, alice_api, pipeline):
     finally:
         cancel_run(run)
     wait_for_run(run)
+
+
+def test_a_long_test_answers_202_and_its_result_is_fetched_later(engine, alice_api, bob, pipeline, tmp_path):
+    config = {"sleep": 1.5, "value": "{{ params.n * 10 }}", "marker_file": str(tmp_path / "b.txt")}
+    response = alice_api.post(url(pipeline, "b"), {"inputs": {}, "config": config, "wait": 0}, format="json")
+    assert response.status_code == 202, response.json()
+    pending = response.json()
+    assert pending["state"] == "pending"
+    request_id = pending["request_id"]
+    assert pending["result_url"] == f"http://testserver/api/node-tests/{request_id}/"
+
+    bob_api = APIClient()
+    bob_api.force_authenticate(bob)
+    assert bob_api.get(pending["result_url"]).status_code == 404
+    assert APIClient().get(pending["result_url"]).status_code == 401
+
+    assert alice_api.get(pending["result_url"]).status_code == 202
+    deadline = time.monotonic() + 15
+    while (answer := alice_api.get(pending["result_url"])).status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert answer.status_code == 200
+    assert answer.json()["output"]["value"] == 20
+    assert answer.json()["error"] is None
+    assert (tmp_path / "b.txt").read_text().splitlines() == ["0|b|"]
+    assert alice_api.get("/api/node-tests/" + "0" * 32 + "/").status_code == 404
+    assert "wait" in alice_api.post(url(pipeline, "b"), {"wait": -1}, format="json").json()
