@@ -190,6 +190,12 @@ SPECTACULAR_SETTINGS = {
 # A pipeline document larger than this is refused before parsing (HTTP 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
 
+# --- datasets -----------------------------------------------------------------------
+#: The largest dataset file upload (streamed to a temp file, never held in memory): HTTP 413 above it.
+DATAMATE_MAX_UPLOAD_BYTES = env.int("DATAMATE_MAX_UPLOAD_BYTES", default=4 * 1024**3)
+#: Folders on the server that datasets may be imported from by path (nothing outside them).
+DATAMATE_IMPORT_ROOTS = env.list("DATAMATE_IMPORT_ROOTS", default=[str(VAR_DIR / "imports")])
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

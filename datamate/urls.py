@@ -9,9 +9,11 @@ from datamate.health import healthz
 urlpatterns = [
     path("", RedirectView.as_view(url="/pipelines/", permanent=False)),
     path("", include("pipelines.page_urls")),
+    path("", include("datasets.page_urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines.urls")),
+    path("api/", include("datasets.urls")),
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

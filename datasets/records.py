@@ -1,0 +1,380 @@
+"""The record store: JSON Lines parts in Django storage, described by a manifest.
+
+One store serves dataset versions and the artifacts that data nodes pass each other.
+Records are JSON objects. A writer appends them in batches (serialized with orjson) to
+a local spool file and ships each full part to storage (`default_storage`, so
+FileSystemStorage under MEDIA_ROOT today and S3 tomorrow), keeping only the current
+part's spool and a few counters in memory. `close()` returns the manifest:
+
+    {
+      "format": "jsonl",
+      "prefix": "datasets/7/0d5c…",
+      "parts": [{"name": "…/part-00000.jsonl", "count": 100000, "bytes": 5242880, "sha256": "…"}],
+      "count": 123456,
+      "bytes": 6291456,
+      "checksum": "sha256:…",          # of all parts' bytes, in order
+      "fields": [{"name": "text", "types": ["string"]}, {"name": "score", "types": ["null", "number"]}],
+      "samples": [{…}, …]              # the first few records, long strings cut short
+    }
+
+Readers stream batches back (`iter_records`), slice a page without parsing the records
+before it (`read_slice`), or copy the stored bytes verbatim (`iter_raw`). Messages
+between processes carry the manifest (or the id of the row that holds it), never records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+import decimal
+import hashlib
+import tempfile
+from typing import Any
+
+from django.core.files import File
+from django.core.files.storage import Storage, default_storage
+import orjson
+
+#: A part is shipped to storage when it holds this many records or bytes, whichever comes first.
+DEFAULT_PART_RECORDS = 100_000
+DEFAULT_PART_BYTES = 128 * 1024 * 1024
+#: Records per batch handed to readers.
+DEFAULT_BATCH_SIZE = 1000
+#: The manifest keeps this many records as samples, with strings cut to SAMPLE_TEXT_CHARS.
+SAMPLE_RECORDS = 5
+SAMPLE_TEXT_CHARS = 500
+#: A part stays in memory up to this size while it is written, then spills to a temp file.
+_SPOOL_BYTES = 8 * 1024 * 1024
+_RAW_CHUNK = 1024 * 1024
+_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
+
+class RecordStoreError(Exception):
+    """A stored part is missing or unreadable (not bad user input: the store itself is damaged)."""
+
+
+#: Exact Python types → JSON type (the fast path: one dict lookup per value).
+_JSON_TYPES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+    dict: "object",
+    list: "array",
+}
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of a value as stored: null, boolean, integer, number, string, object, array."""
+    kind = _JSON_TYPES.get(type(value))
+    if kind is not None:
+        return kind
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return "string"  # str, and what orjson writes as a string (dates, decimals, bytes)
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson cannot write natively (Parquet gives us decimals and bytes)."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot store a value of type {type(value).__name__}")
+
+
+def dumps_line(record: dict[str, Any]) -> bytes:
+    """One record as one JSON line (with its newline)."""
+    return orjson.dumps(record, default=_json_default, option=_DUMPS_OPTIONS)
+
+
+def _sample(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value[:SAMPLE_TEXT_CHARS] + "…" if isinstance(value, str) and len(value) > SAMPLE_TEXT_CHARS else value
+        for key, value in record.items()
+    }
+
+
+class RecordWriter:
+    """Writes records as JSON Lines parts under `prefix` in storage.
+
+    Use as a context manager, or call `close()` (returns the manifest) or `abort()`
+    (deletes every part written so far) yourself. An exception inside the `with` block
+    aborts, so a failed write leaves no files behind.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        part_records: int = DEFAULT_PART_RECORDS,
+        part_bytes: int = DEFAULT_PART_BYTES,
+        samples: int = SAMPLE_RECORDS,
+        storage: Storage | None = None,
+    ):
+        if part_records < 1 or part_bytes < 1:
+            raise ValueError("part_records and part_bytes must be positive")
+        self.prefix = prefix.strip("/")
+        self.storage = storage or default_storage
+        self.part_records = part_records
+        self.part_bytes = part_bytes
+        self.sample_size = samples
+        self.count = 0
+        self.bytes = 0
+        self.samples: list[dict[str, Any]] = []
+        self.manifest: dict[str, Any] | None = None
+        self._fields: dict[str, set[str]] = {}
+        self._parts: list[dict[str, Any]] = []
+        self._checksum = hashlib.sha256()
+        self._spool: tempfile.SpooledTemporaryFile | None = None
+        self._part_hash = hashlib.sha256()
+        self._part_count = 0
+        self._part_size = 0
+        self._finished = False
+
+    # -- writing ------------------------------------------------------------------
+    def write(self, record: dict[str, Any]) -> None:
+        self.write_batch((record,))
+
+    def write_batch(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append records; one spool write per batch (or per part boundary inside it)."""
+        if self._finished:
+            raise RecordStoreError("this writer is closed")
+        pending: list[bytes] = []
+        for record in records:
+            if not isinstance(record, dict):
+                raise TypeError(f"a record must be a JSON object, not {json_type(record)}")
+            line = dumps_line(record)
+            self._track(record)
+            pending.append(line)
+            self._part_count += 1
+            self._part_size += len(line)
+            if self._part_count >= self.part_records or self._part_size >= self.part_bytes:
+                self._spool_write(pending)
+                pending = []
+                self._ship_part()
+        if pending:
+            self._spool_write(pending)
+
+    def _track(self, record: dict[str, Any]) -> None:
+        self.count += 1
+        fields = self._fields
+        types = _JSON_TYPES
+        for key, value in record.items():
+            kind = types.get(type(value)) or json_type(value)
+            seen = fields.get(key)
+            if seen is None:
+                fields[key] = {kind}
+            elif kind not in seen:
+                seen.add(kind)
+        if len(self.samples) < self.sample_size:
+            self.samples.append(_sample(record))
+
+    def _spool_write(self, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        if self._spool is None:
+            self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 (closed in _ship_part or abort)
+        self._spool.write(data)
+        self._part_hash.update(data)
+        self._checksum.update(data)
+        self.bytes += len(data)
+
+    def _ship_part(self) -> None:
+        spool, self._spool = self._spool, None
+        if spool is None:
+            return
+        try:
+            name = f"{self.prefix}/part-{len(self._parts):05d}.jsonl"
+            spool.seek(0)
+            saved = self.storage.save(name, File(spool, name=name))
+        finally:
+            spool.close()
+        self._parts.append(
+            {"name": saved, "count": self._part_count, "bytes": self._part_size, "sha256": self._part_hash.hexdigest()}
+        )
+        self._part_hash = hashlib.sha256()
+        self._part_count = 0
+        self._part_size = 0
+
+    # -- finishing ----------------------------------------------------------------
+    def close(self) -> dict[str, Any]:
+        """Ship the last part and return the manifest."""
+        if self.manifest is not None:
+            return self.manifest
+        if self._finished:
+            raise RecordStoreError("this writer was aborted")
+        try:
+            self._ship_part()
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+        self.manifest = {
+            "format": "jsonl",
+            "prefix": self.prefix,
+            "parts": self._parts,
+            "count": self.count,
+            "bytes": self.bytes,
+            "checksum": f"sha256:{self._checksum.hexdigest()}",
+            "fields": [{"name": name, "types": sorted(types)} for name, types in self._fields.items()],
+            "samples": self.samples,
+        }
+        return self.manifest
+
+    def abort(self) -> None:
+        """Forget the records and delete every part already shipped."""
+        self._finished = True
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        delete_parts(self._parts, storage=self.storage)
+        self._parts = []
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._finished:
+            self.close()
+
+
+def summary(manifest: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The small description a node publishes next to its parts (no part names, no records
+    beyond the samples): what downstream conditions and the run page read."""
+    return {
+        "count": manifest["count"],
+        "bytes": manifest["bytes"],
+        "fields": manifest["fields"],
+        "checksum": manifest["checksum"],
+        "metrics": dict(metrics or {}),
+        "samples": manifest["samples"],
+    }
+
+
+# -- reading ----------------------------------------------------------------------
+def _parts(manifest_or_parts: dict[str, Any] | Sequence[dict[str, Any] | str]) -> list[dict[str, Any]]:
+    parts = manifest_or_parts["parts"] if isinstance(manifest_or_parts, dict) else manifest_or_parts
+    return [{"name": part} if isinstance(part, str) else part for part in parts]
+
+
+def _open(name: str, storage: Storage):
+    try:
+        return storage.open(name, "rb")
+    except FileNotFoundError:
+        raise RecordStoreError(f"record part {name} is missing from storage") from None
+
+
+def _iter_part_lines(name: str, storage: Storage) -> Iterator[tuple[int, bytes]]:
+    with _open(name, storage) as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
+def _loads(name: str, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise RecordStoreError(f"record part {name}, line {number}: {error}") from None
+
+
+def _project(record: dict[str, Any], fields: Sequence[str] | None) -> dict[str, Any]:
+    return record if fields is None else {field: record[field] for field in fields if field in record}
+
+
+def iter_records(
+    manifest_or_parts: dict[str, Any] | Sequence[dict[str, Any] | str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    fields: Sequence[str] | None = None,
+    storage: Storage | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Stream the records back in lists of at most `batch_size`, part after part.
+
+    Memory holds one batch; `fields` keeps only those keys of each record.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    storage = storage or default_storage
+    batch: list[dict[str, Any]] = []
+    for part in _parts(manifest_or_parts):
+        for number, line in _iter_part_lines(part["name"], storage):
+            batch.append(_project(_loads(part["name"], number, line), fields))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def read_slice(
+    manifest: dict[str, Any],
+    offset: int,
+    limit: int,
+    *,
+    fields: Sequence[str] | None = None,
+    storage: Storage | None = None,
+) -> list[dict[str, Any]]:
+    """Records `offset` … `offset + limit - 1`: whole parts before the offset are skipped by
+    their counts and lines within a part without parsing them, so page 1000 costs a scan,
+    not a parse, of what comes before it."""
+    storage = storage or default_storage
+    records: list[dict[str, Any]] = []
+    skip = max(offset, 0)
+    for part in _parts(manifest):
+        if len(records) >= limit:
+            break
+        count = part.get("count")
+        if count is not None and skip >= count:
+            skip -= count
+            continue
+        for number, line in _iter_part_lines(part["name"], storage):
+            if skip:
+                skip -= 1
+                continue
+            records.append(_project(_loads(part["name"], number, line), fields))
+            if len(records) >= limit:
+                break
+    return records
+
+
+def iter_raw(manifest: dict[str, Any], *, storage: Storage | None = None) -> Iterator[bytes]:
+    """The stored JSON Lines bytes, verbatim, in chunks (an export that needs no re-encoding)."""
+    storage = storage or default_storage
+    for part in _parts(manifest):
+        with _open(part["name"], storage) as handle:
+            while chunk := handle.read(_RAW_CHUNK):
+                yield chunk
+
+
+def verify(manifest: dict[str, Any], *, storage: Storage | None = None) -> bool:
+    """Whether the stored bytes still match the manifest's checksum."""
+    checksum = hashlib.sha256()
+    for chunk in iter_raw(manifest, storage=storage):
+        checksum.update(chunk)
+    return manifest.get("checksum") == f"sha256:{checksum.hexdigest()}"
+
+
+def delete_parts(
+    manifest_or_parts: dict[str, Any] | Sequence[dict[str, Any] | str], *, storage: Storage | None = None
+) -> None:
+    """Delete the stored parts (missing ones are fine: deleting twice is harmless)."""
+    storage = storage or default_storage
+    for part in _parts(manifest_or_parts):
+        with contextlib.suppress(FileNotFoundError):
+            storage.delete(part["name"])
