@@ -46,3 +46,23 @@ def test_engine_overhead_benchmark_runs_and_reports_every_figure(tmp_path):
     for name in FIGURES:
         assert isinstance(figures[name], float) and figures[name] > 0, (name, figures)
     assert "W1 chain of 50" in output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_data_throughput_benchmark_runs_and_both_tools_keep_the_same_records(tmp_path):
+    report = tmp_path / "data.json"
+    result = subprocess.run(
+        [sys.executable, "bench/data_throughput.py", "--records", "2000", "--json", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(report.read_text())
+    run = figures["runs"][0]
+    assert run["same_output"] and run["hand"]["records_out"] == run["ours"]["records_out"] > 1000
+    for tool in ("hand", "ours"):
+        assert run[tool]["records_per_s"] > 0 and run[tool]["peak_rss_mb"] > 0
+    assert "same output: yes" in result.stdout
