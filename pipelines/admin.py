@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
-from pipelines import documents, services
+from pipelines import documents, schedules, services
 from pipelines.engine import runs
 from pipelines.graph_validation import GraphInvalid, validate_document
 from pipelines.models import (
@@ -22,6 +22,7 @@ from pipelines.models import (
     Pipeline,
     PipelineVersion,
     Run,
+    Schedule,
     Template,
 )
 
@@ -312,3 +313,90 @@ class NodeResultCacheAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# --- schedules ----------------------------------------------------------------------
+
+
+class ScheduleAdminForm(forms.ModelForm):
+    class Meta:
+        model = Schedule
+        fields = ["pipeline", *schedules.EDITABLE_FIELDS]
+        widgets = {"params": forms.Textarea(attrs={"rows": 4, "cols": 80, "style": "font-family: monospace"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["pipeline"].disabled = True  # a schedule stays with its pipeline
+
+    def clean(self):
+        """The same checks as the API, each error on its field (params.<name> on params)."""
+        cleaned = super().clean()
+        pipeline = cleaned.get("pipeline")
+        if pipeline is None or self.errors:
+            return cleaned
+        values = {**schedules.DEFAULTS, **{name: cleaned.get(name) for name in schedules.EDITABLE_FIELDS}}
+        values["params"] = values["params"] or {}
+        try:
+            schedules.check_schedule(pipeline, values)
+        except runs.ParamsInvalid as exc:
+            raise forms.ValidationError(
+                {error["field"].split(".")[0]: f"{error['field']}: {error['message']}" for error in exc.errors}
+            ) from None
+        return cleaned
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    """Written through pipelines.schedules, so the beat entry (PeriodicTask) follows every change."""
+
+    form = ScheduleAdminForm
+    list_display = ["id", "pipeline", "cron", "timezone", "description", "overlap", "enabled", "next_run"]
+    list_filter = ["enabled", "overlap"]
+    search_fields = ["pipeline__name", "cron"]
+    readonly_fields = [
+        "description",
+        "crontab",
+        "next_runs",
+        "periodic_task",
+        "last_fire_at",
+        "last_outcome",
+        "last_message",
+        "pending_fire_at",
+    ]
+
+    @admin.display(description="In words")
+    def description(self, obj):
+        return schedules.summary(obj)["description"] if obj.pk else "-"
+
+    @admin.display(description="Celery crontab (m h dom mon dow)")
+    def crontab(self, obj):
+        return " ".join(schedules.summary(obj)["crontab"].values()) if obj.pk else "-"
+
+    @admin.display(description="Next fire times")
+    def next_runs(self, obj):
+        if not obj.pk:
+            return "-"
+        return "\n".join(schedules.summary(obj)["next_runs"]) or "none (disabled or past its end)"
+
+    @admin.display(description="Next fire")
+    def next_run(self, obj):
+        upcoming = schedules.next_runs(obj, count=1)
+        return upcoming[0].isoformat() if upcoming else "-"
+
+    def save_model(self, request, obj, form, change):
+        values = {name: form.cleaned_data.get(name) for name in schedules.EDITABLE_FIELDS}
+        values["params"] = values["params"] or {}
+        if change:
+            saved = schedules.update_schedule(obj, **values)
+        else:
+            saved = schedules.create_schedule(form.cleaned_data["pipeline"], **values)
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        schedules.delete_schedule(obj)
+
+    def delete_queryset(self, request, queryset):
+        for schedule in queryset:
+            schedules.delete_schedule(schedule)

@@ -9,6 +9,8 @@ graph. Every write goes through `pipelines.services`.
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from simple_history.models import HistoricalRecords
 
 
@@ -163,6 +165,8 @@ class Run(models.Model):
     #: A re-run reuses the outputs of this run's nodes upstream of `rerun_from`.
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     rerun_from = models.CharField(max_length=64, blank=True)
+    #: The schedule that started this run (trigger "schedule").
+    schedule = models.ForeignKey("Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -244,3 +248,73 @@ class NodeResultCache(models.Model):
 
     def __str__(self):
         return f"{self.node_type} {self.key[:12]}"
+
+
+# --- schedules ----------------------------------------------------------------------
+
+
+class Schedule(models.Model):
+    """Runs a pipeline on a cron expression in a time zone. Beat fires it through the
+    django-celery-beat `PeriodicTask` that `pipelines.schedules` keeps in sync with this row."""
+
+    class Overlap(models.TextChoices):
+        SKIP = "skip", "skip the fire while a run of the pipeline is active"
+        QUEUE = "queue", "hold one fire until the active run ends"
+        ALLOW = "allow", "start runs in parallel"
+
+    class Outcome(models.TextChoices):
+        STARTED = "started"  # a run started
+        SKIPPED = "skipped"  # overlap: a run of the pipeline was active (or a fire was already queued)
+        QUEUED = "queued"  # overlap: held until the active run ends
+        MISSED = "missed"  # sent long after its time (beat was down) and catch_up is off
+        FAILED = "failed"  # the run could not start (parameters, graph, version)
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="schedules")
+    #: As written: Quartz (6-7 fields) or Unix (5 fields); see pipelines/cron.py.
+    cron = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Paris.")
+    #: Parameter values as given; defaults are applied when a run starts.
+    params = models.JSONField(default=dict, blank=True)
+    overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.SKIP)
+    #: After beat was down: start one run for the latest missed fire (otherwise none).
+    catch_up = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+    start_at = models.DateTimeField(null=True, blank=True, help_text="No fire before this moment.")
+    end_at = models.DateTimeField(null=True, blank=True, help_text="No fire after this moment.")
+    #: The pipeline version to run; null = the latest version when the schedule fires.
+    version = models.PositiveIntegerField(null=True, blank=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="datamate_schedule",
+    )
+    #: Fire times up to here are done with (or predate the last change), so a duplicate or
+    #: replayed message never starts a second run, and catch_up knows what was missed.
+    handled_through = models.DateTimeField(editable=False)
+    #: `queue` policy: the fire time held until the pipeline's active run ends (at most one).
+    pending_fire_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
+    last_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, editable=False)
+    last_message = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.pipeline} @ {self.cron} ({self.timezone})"
+
+
+@receiver(post_delete, sender=Schedule)
+def _delete_beat_entry(sender, instance: Schedule, **kwargs):
+    """However a schedule is deleted (API, admin, its pipeline), its beat entry goes too.
+    The crontab row is the schedule's own; deleting it cascades to the PeriodicTask."""
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    crontab_ids = PeriodicTask.objects.filter(pk=instance.periodic_task_id).values("crontab_id")
+    CrontabSchedule.objects.filter(pk__in=crontab_ids).delete()
+    PeriodicTask.objects.filter(pk=instance.periodic_task_id).delete()

@@ -57,6 +57,7 @@ class RunSerializer(serializers.ModelSerializer):
             "error",
             "params",
             "trigger",
+            "schedule",
             "created_by",
             "parent_node_run",
             "rerun_of",

@@ -1,7 +1,11 @@
 """Celery tasks: the async boundary. Each takes ids, and delegates to the engine."""
 
-from celery import shared_task
+from datetime import UTC, datetime
+import time
 
+from celery import Task, shared_task
+
+from pipelines import schedules
 from pipelines.engine import execution, sweeper
 
 
@@ -17,7 +21,10 @@ def resume_node(node_run_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def sweep() -> None:
-    sweeper.sweep()
+    try:
+        sweeper.sweep()
+    finally:
+        schedules.start_pending_fires()  # `queue` overlap policy: held fires whose pipeline is idle
 
 
 @shared_task(acks_late=False, ignore_result=True)
@@ -26,3 +33,17 @@ def node_test(payload: dict) -> None:
     from pipelines.engine import node_test as node_test_service
 
     node_test_service.execute_and_store(payload)
+
+
+class _StampedWhenSent(Task):
+    """Adds `sent_at` (the sender's clock) to the message, so the worker can tell a fire that
+    waited in the queue behind busy workers (on time) from one beat sent late (missed)."""
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        return super().apply_async(args, {"sent_at": time.time(), **(kwargs or {})}, **options)
+
+
+@shared_task(base=_StampedWhenSent, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def fire_schedule(schedule_id: int, sent_at: float | None = None) -> None:
+    """Sent by celery beat (the schedule's PeriodicTask); see pipelines/schedules.py."""
+    schedules.fire(schedule_id, sent_at=datetime.fromtimestamp(sent_at, UTC) if sent_at else None)

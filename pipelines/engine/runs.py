@@ -12,7 +12,7 @@ from pipelines.engine import events, runtime
 from pipelines.engine.plan import Plan, initial_states
 from pipelines.engine.states import NodeState, RunState
 from pipelines.graph_validation import GraphInvalid, validate_document
-from pipelines.models import NodeRun, Pipeline, Run
+from pipelines.models import NodeRun, Pipeline, Run, Schedule
 from pipelines.parameters import value_error
 
 
@@ -96,6 +96,7 @@ def start_run(
     reuse: Run | None = None,
     rerun_from: str = "",
     reexecute: set[str] | None = None,
+    schedule: Schedule | None = None,
 ) -> Run:
     """Start a run of `pipeline` (latest version unless `version`). Raises ParamsInvalid,
     GraphInvalid or NotFound before anything is written.
@@ -128,6 +129,7 @@ def start_run(
             parent_node_run=parent_node_run,
             rerun_of=reuse,
             rerun_from=rerun_from,
+            schedule=schedule,
             state=RunState.RUNNING,
             started_at=now,
         )
