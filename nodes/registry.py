@@ -65,6 +65,9 @@ class NodeType:
     config_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False, "properties": {}}
     #: Config fields holding a bare expression (no `{{ }}`), e.g. a condition.
     expression_fields: ClassVar[tuple[str, ...]] = ()
+    #: Templates the executor renders itself, per record (with `record`, `index`), so a run
+    #: passes them on unrendered.
+    record_template_fields: ClassVar[tuple[str, ...]] = ()
     #: False for types that make data from nothing, so they may start a pipeline.
     needs_input: ClassVar[bool] = False
     #: True for containers (Loop) whose children form a body; the engine runs them.
@@ -92,6 +95,8 @@ class NodeType:
         return {
             name: (value if cls.is_container else evaluate(value, variables))
             if name in cls.expression_fields
+            else value
+            if name in cls.record_template_fields
             else render(value, variables)
             for name, value in config.items()
         }

@@ -1,7 +1,7 @@
-"""The built-in node types: their keys, handles and config schemas.
+"""The built-in node types: their keys, handles, config schemas and executors.
 
-Executors arrive with the execution engine and the data plane; here each type declares
-what a valid node of it looks like. Any string value may instead be a `{{ ... }}` template,
+Each type declares what a valid node of it looks like; the data nodes' work is in
+`nodes/data.py`. Any string value may instead be a `{{ ... }}` template,
 which is checked when a run resolves it (see `pipelines/graph_validation.py`).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nodes import data
 from nodes.execution import ChildRunRequest, ExecutionContext, NodeFailed, NodeResult
 from nodes.expressions import has_template
 from nodes.registry import ERROR_HANDLE, ConfigError, NodeType, register
@@ -56,13 +57,7 @@ class InputDataset(NodeType):
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        from datasets.models import Dataset
-
-        name = ctx.config["dataset"]
-        if not Dataset.objects.filter(owner_id=ctx.owner_id, name=name).exists():
-            raise NodeFailed(f"dataset {name!r} does not exist")
-        # Dataset versions and record files arrive with the data plane; until then, no records.
-        return _summary(ctx, dataset=name, count=0)
+        return data.input_dataset(ctx)
 
 
 @register
@@ -84,8 +79,7 @@ class OutputDataset(NodeType):
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        count = _input_count(ctx)
-        return _summary(ctx, dataset=ctx.config["dataset"], count=count, records_in=count)
+        return data.output_dataset(ctx)
 
 
 @register
@@ -122,7 +116,7 @@ class DataCollection(NodeType):
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        return _summary(ctx, count=0)
+        return data.data_collection(ctx)
 
 
 @register
@@ -145,14 +139,22 @@ class DataCleaning(NodeType):
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
+        from nodes.operators.base import OperatorConfigError
+        from nodes.operators.chain import Chain
+
         if "task" not in config and not config.get("operators"):
             return [ConfigError("operators", "add at least one operator, or choose a saved cleaning task")]
+        if _contains_template(config.get("operators")) or has_template(config.get("text_field")):
+            return []  # checked when a run resolves them
+        try:
+            Chain.from_steps(config.get("operators", []), text_field=config.get("text_field", "text"))
+        except OperatorConfigError as error:
+            return [ConfigError(error.field, error.message)]
         return []
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        count = _input_count(ctx)
-        return _summary(ctx, count=count, records_in=count)
+        return data.data_cleaning(ctx)
 
 
 @register
@@ -161,6 +163,7 @@ class DataSynthesis(NodeType):
     category = "data"
     label = "Data Synthesis"
     description = "Generates new records from a prompt template, per input record or from scratch."
+    record_template_fields = ("prompt_template",)
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -176,7 +179,7 @@ class DataSynthesis(NodeType):
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        return _summary(ctx, count=_input_count(ctx) + ctx.config.get("count", 1))
+        return data.data_synthesis(ctx)
 
 
 @register
@@ -196,14 +199,31 @@ class DataAnnotation(NodeType):
             "instruction": {"type": "string"},
             "text_field": {"type": "string", "minLength": 1, "default": "text"},
             "label_field": {"type": "string", "minLength": 1, "default": "label"},
+            "rules": {
+                "type": "object",
+                "description": "Label → keywords, or /regular expressions/; the first label that matches wins.",
+                "additionalProperties": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+            },
+            "default_label": {"type": ["string", "null"], "description": "The label when no rule matches."},
             "shards": SHARDS,
         },
     }
 
     @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
+        labels, rules = config.get("labels", []), config.get("rules", {})
+        if _contains_template(labels) or not isinstance(rules, dict):
+            return []
+        unknown = [label for label in rules if label not in labels]
+        errors = [ConfigError(f"rules.{label}", f"{label!r} is not one of the labels") for label in unknown]
+        default = config.get("default_label")
+        if isinstance(default, str) and not has_template(default) and default not in labels:
+            errors.append(ConfigError("default_label", f"{default!r} is not one of the labels"))
+        return errors
+
+    @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        count = _input_count(ctx)
-        return _summary(ctx, count=count, records_in=count, labels=ctx.config["labels"])
+        return data.data_annotation(ctx)
 
 
 @register
@@ -377,13 +397,9 @@ def _merged_inputs(ctx: ExecutionContext) -> dict[str, Any]:
     return {"inputs": ctx.inputs} if ctx.inputs else {}
 
 
-def _input_count(ctx: ExecutionContext) -> int:
-    return sum(int(output.get("count", 0)) for output in ctx.inputs.values() if isinstance(output, dict))
-
-
-def _summary(ctx: ExecutionContext, *, count: int, records_in: int | None = None, **extra: Any) -> NodeResult:
-    """A data node's output summary. Until the data plane lands these nodes move no records."""
-    ctx.progress(1.0, records_in=records_in, records_out=count)
-    return NodeResult(
-        output={"count": count, "fields": [], "samples": [], **extra}, records_in=records_in, records_out=count
-    )
+def _contains_template(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_contains_template(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_contains_template(item) for item in value)
+    return has_template(value)

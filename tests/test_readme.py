@@ -48,7 +48,7 @@ def test_configuration_table_matches_the_code():
 def api_paths() -> list[str]:
     paths = re.findall(r"`((?:/api/|/healthz)[^`\s]*)`", README)
     # Placeholders become sample values: node keys are identifiers, everything else an id.
-    samples = {"key": "clean"}
+    samples = {"key": "clean", "request_id": "0" * 32}
     return sorted({re.sub(r"\{(\w+)\}", lambda m: samples.get(m.group(1), "1"), path.split("?")[0]) for path in paths})
 
 

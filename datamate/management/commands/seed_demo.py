@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from datamate.runtime_files import demo_password_file
+from datasets import services as dataset_services
 from pipelines import services as pipeline_services
 
 DEMO_USERNAME = "demo"
@@ -41,7 +42,8 @@ class Command(BaseCommand):
             user.is_active = user.is_staff = user.is_superuser = True
             user.set_password(password)
             user.save()
-            create_demo_pipelines = getattr(pipeline_services, "create_demo_pipelines", None)
-            demo_pipelines = create_demo_pipelines(user) if create_demo_pipelines else 0
+            demo_pipelines = pipeline_services.create_demo_pipelines(user)
+            dataset = dataset_services.create_demo_dataset(user)
         self.stdout.write(f"Login: {DEMO_USERNAME} / {password}")
         self.stdout.write(f"Demo pipelines: {demo_pipelines}")
+        self.stdout.write(f"Demo dataset: {dataset.name} ({dataset.versions.count()} version)")
