@@ -6,6 +6,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from datasets.errors import DatasetError, UploadTooLarge
 from pipelines.engine.runs import ParamsInvalid, RunConflict
 from pipelines.graph_validation import GraphInvalid
 from pipelines.services import NotFound, VersionConflict
@@ -20,6 +21,13 @@ def exception_handler(exc, context):
     if isinstance(exc, VersionConflict):
         return Response(
             {"detail": str(exc), "current_version": exc.current}, status=status.HTTP_412_PRECONDITION_FAILED
+        )
+    if isinstance(exc, DatasetError):
+        return Response({"errors": [exc.as_dict()]}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, UploadTooLarge):
+        return Response(
+            {"detail": str(exc), "errors": [{"field": "file", "message": str(exc)}]},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, RunConflict):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)

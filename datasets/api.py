@@ -50,19 +50,14 @@ def _flatten(detail, prefix: str = "") -> list[dict[str, str]]:
 
 
 class DatasetErrors:
-    """Maps the datasets app's exceptions to HTTP answers, then defers to the project handler."""
+    """The datasets API answers serializer errors in the same `{"errors": [{field, message}]}`
+    shape as its service errors (mapped in `datamate.api_errors`), so an upload form reads one
+    shape; then defers to the project handler."""
 
     def get_exception_handler(self):
         project_handler = super().get_exception_handler()
 
         def handler(exc, context):
-            if isinstance(exc, DatasetError):
-                return Response({"errors": [exc.as_dict()]}, status=status.HTTP_400_BAD_REQUEST)
-            if isinstance(exc, UploadTooLarge):
-                return Response(
-                    {"detail": str(exc), "errors": [{"field": "file", "message": str(exc)}]},
-                    status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                )
             if isinstance(exc, ValidationError):
                 return Response({"errors": _flatten(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
             return project_handler(exc, context)

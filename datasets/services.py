@@ -188,6 +188,10 @@ def import_version(
 
 
 # -- reading versions ----------------------------------------------------------------
+def latest_version(dataset: Dataset) -> DatasetVersion | None:
+    return DatasetVersion.objects.filter(dataset=dataset).order_by("-number").first()
+
+
 def get_version(dataset: Dataset, number: int) -> DatasetVersion:
     version = DatasetVersion.objects.filter(dataset=dataset, number=number).first()
     if version is None:

@@ -48,11 +48,15 @@ def require_input(ctx: ExecutionContext) -> list[dict[str, Any]]:
     return manifests
 
 
+def count_of(manifests: list[dict[str, Any]]) -> int:
+    return sum(int(manifest.get("count", 0)) for manifest in manifests)
+
+
 def read_inputs(ctx: ExecutionContext, manifests: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """Every input record, in batches, reporting progress (records read) after each batch."""
     from datasets import records
 
-    total = sum(int(manifest.get("count", 0)) for manifest in manifests) or None
+    total = count_of(manifests) or None
     done = 0
     for manifest in manifests:
         for batch in records.iter_records(manifest, BATCH_SIZE):
@@ -88,16 +92,17 @@ def result(manifest: dict[str, Any], *, records_in: int | None = None, **extra: 
 
 def input_dataset(ctx: ExecutionContext) -> NodeResult:
     """The chosen version's manifest is the artifact: nothing is copied."""
-    from datasets.models import Dataset, DatasetVersion
+    from datasets import services
+    from datasets.models import Dataset
 
     name, wanted = ctx.config["dataset"], ctx.config.get("version", "latest")
     dataset = Dataset.objects.filter(owner_id=ctx.owner_id, name=name).first()
     if dataset is None:
         raise NodeFailed(f"dataset {name!r} does not exist")
-    versions = DatasetVersion.objects.filter(dataset=dataset)
-    version = versions.order_by("-number").first() if wanted == "latest" else versions.filter(number=wanted).first()
+    latest = wanted == "latest"
+    version = services.latest_version(dataset) if latest else dataset.versions.filter(number=wanted).first()
     if version is None:
-        missing = "no versions yet" if wanted == "latest" else f"no version {wanted}"
+        missing = "no versions yet" if latest else f"no version {wanted}"
         raise NodeFailed(f"dataset {name!r} has {missing}")
     ctx.log(f"{name} v{version.number}: {version.record_count} records")
     ctx.progress(1.0, records_out=version.record_count)
@@ -107,47 +112,38 @@ def input_dataset(ctx: ExecutionContext) -> NodeResult:
 def output_dataset(ctx: ExecutionContext) -> NodeResult:
     """A new version of the named dataset (created if missing): the incoming records, after
     the latest version's records when appending. The records are copied, so the version
-    stays whole whatever happens to the run's artifacts."""
+    stays whole whatever happens to the run's artifacts. A node test writes nothing."""
     from datasets import services
     from datasets.errors import DatasetError
-    from datasets.models import Dataset, DatasetVersion
+    from datasets.models import Dataset
 
     manifests = require_input(ctx)
     name, mode = ctx.config["dataset"], ctx.config.get("mode", "overwrite")
     dataset = Dataset.objects.filter(owner_id=ctx.owner_id, name=name).first()
-    if dataset is None:
+    latest = services.latest_version(dataset) if dataset is not None and mode == "append" else None
+    batches = read_inputs(ctx, ([latest.manifest] if latest else []) + manifests)
+    if not ctx.run_id:
+        count = sum(len(batch) for batch in batches)
+        return NodeResult(output={"dataset": name, "mode": mode, "count": count, "written": False})
+    created = dataset is None
+    if created:
         from django.contrib.auth import get_user_model
 
-        owner = get_user_model().objects.get(pk=ctx.owner_id)
         try:
-            dataset = services.create_dataset(owner=owner, name=name)
+            dataset = services.create_dataset(owner=get_user_model().objects.get(pk=ctx.owner_id), name=name)
         except DatasetError as error:
             raise NodeFailed(f"dataset: {error}") from None
         ctx.log(f"created dataset {name}")
-    sources = list(manifests)
-    if mode == "append":
-        latest = DatasetVersion.objects.filter(dataset=dataset).order_by("-number").first()
-        if latest is not None:
-            sources.insert(0, latest.manifest)
-    batches = read_inputs(ctx, sources)
-    if not ctx.run_id:  # a node test shows what would be written, and writes nothing
-        count = sum(len(batch) for batch in batches)
-        return NodeResult(output={"dataset": name, "mode": mode, "count": count, "written": False})
-    version = services.write_version(
-        dataset,
-        batches,
-        source=f"run {ctx.run_id}, node {ctx.node_key} ({mode})",
-        produced_by_run=ctx.run_id,
-    )
+    try:
+        version = services.write_version(
+            dataset, batches, source=f"run {ctx.run_id}, node {ctx.node_key} ({mode})", produced_by_run=ctx.run_id
+        )
+    except BaseException:
+        if created:  # no empty dataset is left behind by a failed first write
+            dataset.delete()
+        raise
     ctx.log(f"wrote {name} v{version.number}: {version.record_count} records")
-    records_in = sum(int(m.get("count", 0)) for m in manifests)
-    return result(
-        version.manifest,
-        records_in=records_in,
-        dataset=name,
-        version=version.number,
-        mode=mode,
-    )
+    return result(version.manifest, records_in=count_of(manifests), dataset=name, version=version.number, mode=mode)
 
 
 def data_collection(ctx: ExecutionContext) -> NodeResult:
@@ -266,11 +262,16 @@ def data_synthesis(ctx: ExecutionContext) -> NodeResult:
             raise NodeFailed(f"prompt_template: {error}") from None
         return {**record, field: text if isinstance(text, str) else str(text)}
 
+    def per_record(manifests: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        index = 0
+        for batch in read_inputs(ctx, manifests):
+            yield [rendered(record, index + offset) for offset, record in enumerate(batch)]
+            index += len(batch)
+
     manifests = input_manifests(ctx)
     if manifests:
-        counter = iter(range(1 << 62))
-        batches = ([rendered(r, next(counter)) for r in batch] for batch in read_inputs(ctx, manifests))
-        records_in = sum(int(m.get("count", 0)) for m in manifests)
+        batches = per_record(manifests)
+        records_in = count_of(manifests)
     else:
         count = ctx.config.get("count", 1)
         batches = _generated(ctx, count, lambda index: rendered({"index": index}, index))
@@ -307,8 +308,7 @@ def data_annotation(ctx: ExecutionContext) -> NodeResult:
 
     manifests = require_input(ctx)
     manifest = write_artifact(ctx, ([annotate(r) for r in batch] for batch in read_inputs(ctx, manifests)))
-    records_in = sum(int(m.get("count", 0)) for m in manifests)
-    return result(manifest, records_in=records_in, labels=ctx.config["labels"], label_counts=counts)
+    return result(manifest, records_in=count_of(manifests), labels=ctx.config["labels"], label_counts=counts)
 
 
 def _matcher(label: str, patterns: list[str]):

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from importlib.metadata import entry_points
-import logging
 from typing import Any, ClassVar
 
 from django.conf import settings
-from jsonschema import Draft202012Validator
 
+from nodes import schemas
+from nodes.catalogue import Catalogue
 from nodes.execution import ExecutionContext, NodeResult
 from nodes.expressions import evaluate, render
-
-logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "datamate.node_types"
 
@@ -122,63 +119,41 @@ class NodeType:
 
 
 def default_config(node_type: type[NodeType]) -> dict[str, Any]:
-    return {
-        name: prop["default"]
-        for name, prop in node_type.config_schema.get("properties", {}).items()
-        if "default" in prop
-    }
+    return schemas.defaults(node_type.config_schema)
 
 
 class UnknownNodeType(KeyError):
     pass
 
 
-_registry: dict[str, type[NodeType]] = {}
-_loaded = False
-
-
-def register(node_type: type[NodeType]) -> type[NodeType]:
-    """Class decorator: add a type to the catalogue (its schema is checked here, once)."""
+def _check(node_type: type[NodeType]) -> None:
     if node_type.category not in CATEGORIES:
         raise ValueError(f"{node_type.__name__}: category must be one of {CATEGORIES}")
-    Draft202012Validator.check_schema(node_type.config_schema)
-    existing = _registry.get(node_type.key)
-    if existing is not None and existing is not node_type:
-        raise ValueError(f"node type {node_type.key!r} is registered twice ({existing.__name__}, {node_type.__name__})")
-    _registry[node_type.key] = node_type
-    return node_type
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+def _load_builtins() -> None:
     from nodes import types  # noqa: F401  (registers the built-in types)
 
     for module in settings.DATAMATE_NODE_TYPE_MODULES:
         import_module(module)
-    load_entry_points()
 
 
-def load_entry_points() -> None:
-    """Register the node types that installed packages declare in `datamate.node_types`."""
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            register(entry_point.load())
-        except Exception:
-            # A broken plug-in must not take the product down; it is left out and logged.
-            logger.exception("could not load node type plug-in %s", entry_point.name)
+_catalogue = Catalogue(
+    noun="node type",
+    group=ENTRY_POINT_GROUP,
+    name_of=lambda node_type: node_type.key,
+    check=_check,
+    load_builtins=_load_builtins,
+    unknown=UnknownNodeType,
+)
+_registry = _catalogue.items
+register = _catalogue.register
+load_entry_points = _catalogue.load_entry_points
 
 
 def get(key: str) -> type[NodeType]:
-    _load()
-    try:
-        return _registry[key]
-    except KeyError:
-        raise UnknownNodeType(key) from None
+    return _catalogue.get(key)
 
 
 def all_types() -> list[type[NodeType]]:
-    _load()
-    return sorted(_registry.values(), key=lambda t: (CATEGORIES.index(t.category), t.key))
+    return _catalogue.all(lambda t: (CATEGORIES.index(t.category), t.key))

@@ -147,7 +147,7 @@ class DataCleaning(NodeType):
         if _contains_template(config.get("operators")) or has_template(config.get("text_field")):
             return []  # checked when a run resolves them
         try:
-            Chain.from_steps(config.get("operators", []), text_field=config.get("text_field", "text"))
+            Chain.check_steps(config.get("operators", []))
         except OperatorConfigError as error:
             return [ConfigError(error.field, error.message)]
         return []

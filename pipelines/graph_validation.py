@@ -7,7 +7,7 @@ one is at fault) and the field. It is pure: no database, so it is cheap to call 
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 import math
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
-from nodes import registry
+from nodes import registry, schemas
 from nodes.expressions import (
     ExpressionError,
     expression_references,
@@ -60,46 +60,18 @@ def _config_validator(node_type: type[registry.NodeType]) -> Draft202012Validato
     return validator
 
 
-def format_path(prefix: str, path: Iterable[Any]) -> str:
-    text = prefix
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _schema_errors(validator: Draft202012Validator, instance: Any, prefix: str) -> Iterator[tuple[str, str]]:
     """(field, message) for each schema violation; a whole `{{ }}` value is checked at run time."""
     for error in validator.iter_errors(instance):
         if is_whole_template(error.instance):
             continue
-        yield _locate(error, prefix), _message(error)
-
-
-def _locate(error: SchemaError, prefix: str) -> str:
-    path = list(error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [name for name in error.validator_value if name not in error.instance]
-        path.append(missing[0])
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
-        extra = sorted(name for name in error.instance if name not in known)
-        if extra:
-            path.append(extra[0])
-    return format_path(prefix, path)
+        yield schemas.locate(error, prefix), _message(error)
 
 
 def _message(error: SchemaError) -> str:
-    if error.validator == "required":
-        return "is required"
-    if error.validator == "additionalProperties":
-        return "is not a known field"
-    if error.validator == "maxItems":
-        return f"too many items (at most {error.validator_value})"
-    if error.validator == "pattern":
+    if error.validator == "pattern" and error.validator_value == documents.KEY_PATTERN:
         return "must start with a letter or _ and contain only letters, digits and _ (at most 64)"
-    if error.validator == "anyOf" and error.context:
-        return " or ".join(sorted({sub.message for sub in error.context}))
-    return error.message
+    return schemas.message(error)
 
 
 def _node_key_at(document: dict[str, Any], path: list[Any]) -> str | None:
@@ -127,11 +99,11 @@ def validate_document(document: Any) -> list[GraphError]:
     if not isinstance(document, dict):
         return [GraphError("document", "must be a JSON object")]
     shape_errors = [
-        GraphError(_locate(error, ""), _message(error), _node_key_at(document, list(error.absolute_path)))
+        GraphError(schemas.locate(error, ""), _message(error), _node_key_at(document, list(error.absolute_path)))
         for error in _DOCUMENT_VALIDATOR.iter_errors(document)
     ]
     shape_errors += [
-        GraphError(format_path("", path), "number out of range", _node_key_at(document, path))
+        GraphError(schemas.format_path("", path), "number out of range", _node_key_at(document, path))
         for path in _non_finite_numbers(document, [])
     ]
     if shape_errors:
@@ -366,7 +338,7 @@ def _check_references(doc: dict[str, Any], node_index: dict[str, int]) -> list[G
             is_expression = len(path) == 1 and path[0] in expression_fields
             if not is_expression and not has_template(text):
                 continue
-            field = format_path(f"nodes[{node_index[node['key']]}].config", path)
+            field = schemas.format_path(f"nodes[{node_index[node['key']]}].config", path)
             try:
                 refs = expression_references(text) if is_expression else template_references(text)
             except ExpressionError as exc:

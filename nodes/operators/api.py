@@ -6,11 +6,12 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from nodes.operators import registry
+from nodes.operators.base import KINDS
 
 
 class OperatorSerializer(serializers.Serializer):
     name = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["mapper", "filter", "deduplicator"])
+    kind = serializers.ChoiceField(choices=KINDS)
     label = serializers.CharField()
     description = serializers.CharField()
     version = serializers.CharField()

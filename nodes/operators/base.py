@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 from jsonschema import Draft202012Validator
 
+from nodes import schemas
+
 KINDS = ("mapper", "filter", "deduplicator")
 
 #: Drop reasons every text operator may give.
@@ -59,28 +61,6 @@ class OperatorConfigError(ValueError):
         self.message = message
 
 
-def _format_path(prefix: str, path: Iterable[Any]) -> str:
-    text = prefix
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
-
-
-def _schema_error(error: Any, prefix: str) -> OperatorConfigError:
-    path = list(error.absolute_path)
-    message = error.message
-    if error.validator == "required" and isinstance(error.instance, dict):
-        path.append(next(name for name in error.validator_value if name not in error.instance))
-        message = "is required"
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
-        extra = sorted(name for name in error.instance if name not in known)
-        if extra:
-            path.append(extra[0])
-        message = "is not a known field"
-    return OperatorConfigError(_format_path(prefix, path), message)
-
-
 class Operator:
     """Base class of every operator. Subclasses set the class attributes below."""
 
@@ -103,9 +83,7 @@ class Operator:
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {
-            name: prop["default"] for name, prop in cls.config_schema.get("properties", {}).items() if "default" in prop
-        }
+        return schemas.defaults(cls.config_schema)
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> list[tuple[str, str]]:
@@ -113,19 +91,25 @@ class Operator:
         return []
 
     @classmethod
-    def build(cls, config: dict[str, Any] | None = None, *, text_field: str = "text", path: str = "config") -> Operator:
-        """An operator from a config, validated; errors name the field under `path`."""
+    def checked_config(cls, config: dict[str, Any] | None = None, *, path: str = "config") -> dict[str, Any]:
+        """The config validated, with its defaults; errors name the field under `path`.
+        Builds nothing, so the graph validator can check a chain without its state."""
         config = {} if config is None else config
         if cls.__dict__.get("_validator") is None:
             cls._validator = Draft202012Validator(cls.config_schema)
         assert cls._validator is not None
         error = next(iter(sorted(cls._validator.iter_errors(config), key=lambda e: list(e.absolute_path))), None)
         if error is not None:
-            raise _schema_error(error, path)
+            raise OperatorConfigError(schemas.locate(error, path), schemas.message(error))
         full = {**cls.defaults(), **config}
         for field, message in cls.check_config(full):
             raise OperatorConfigError(f"{path}.{field}", message)
-        return cls(full, text_field=text_field)
+        return full
+
+    @classmethod
+    def build(cls, config: dict[str, Any] | None = None, *, text_field: str = "text", path: str = "config") -> Operator:
+        """An operator from a config, validated; errors name the field under `path`."""
+        return cls(cls.checked_config(config, path=path), text_field=text_field)
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

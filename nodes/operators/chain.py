@@ -92,9 +92,16 @@ class Chain:
     ) -> Chain:
         """A chain from `[{"name": ..., "config": {...}}, ...]`; errors name the field, e.g.
         `operators[2].config.min_length`."""
+        operators = [operator(config, text_field=text_field) for operator, config in cls.check_steps(steps, path)]
+        return cls(operators, **options)
+
+    @staticmethod
+    def check_steps(steps: Any, path: str = "operators") -> list[tuple[type[Operator], dict[str, Any]]]:
+        """(operator class, checked config) per step, building nothing: what the graph
+        validator runs on every save. Raises OperatorConfigError naming the field."""
         if not isinstance(steps, list):
             raise OperatorConfigError(path, "must be a list of operators")
-        operators = []
+        checked = []
         for index, step in enumerate(steps):
             where = f"{path}[{index}]"
             if not isinstance(step, dict):
@@ -112,8 +119,8 @@ class Chain:
             config = step.get("config") or {}
             if not isinstance(config, dict):
                 raise OperatorConfigError(f"{where}.config", "must be an object")
-            operators.append(operator.build(config, text_field=text_field, path=f"{where}.config"))
-        return cls(operators, **options)
+            checked.append((operator, operator.checked_config(config, path=f"{where}.config")))
+        return checked
 
     # --- running -------------------------------------------------------------------
 

@@ -8,15 +8,11 @@ as node types do with `datamate.node_types` (`nodes/registry.py`). The API serve
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-import logging
+from importlib import import_module
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
+from nodes.catalogue import Catalogue
 from nodes.operators.base import KINDS, Operator
-
-logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "datamate.operators"
 BUILTIN_MODULES = ("text", "pii", "filters", "dedup", "fields")
@@ -26,55 +22,35 @@ class UnknownOperator(KeyError):
     pass
 
 
-_registry: dict[str, type[Operator]] = {}
-_loaded = False
-
-
-def register(operator: type[Operator]) -> type[Operator]:
-    """Class decorator: add an operator to the catalogue (its schema is checked here, once)."""
+def _check(operator: type[Operator]) -> None:
     if operator.kind not in KINDS:
         raise ValueError(f"{operator.__name__}: kind must be one of {KINDS}")
-    Draft202012Validator.check_schema(operator.config_schema)
-    existing = _registry.get(operator.name)
-    if existing is not None and existing is not operator:
-        raise ValueError(f"operator {operator.name!r} is registered twice ({existing.__name__}, {operator.__name__})")
-    _registry[operator.name] = operator
-    return operator
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from importlib import import_module
-
+def _load_builtins() -> None:
     for module in BUILTIN_MODULES:
         import_module(f"nodes.operators.{module}")
-    load_entry_points()
 
 
-def load_entry_points() -> None:
-    """Register the operators that installed packages declare in `datamate.operators`."""
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            register(entry_point.load())
-        except Exception:
-            # A broken plug-in must not take the product down; it is left out and logged.
-            logger.exception("could not load operator plug-in %s", entry_point.name)
+_catalogue = Catalogue(
+    noun="operator",
+    group=ENTRY_POINT_GROUP,
+    name_of=lambda operator: operator.name,
+    check=_check,
+    load_builtins=_load_builtins,
+    unknown=UnknownOperator,
+)
+_registry = _catalogue.items
+register = _catalogue.register
+load_entry_points = _catalogue.load_entry_points
 
 
 def get(name: str) -> type[Operator]:
-    _load()
-    try:
-        return _registry[name]
-    except KeyError:
-        raise UnknownOperator(name) from None
+    return _catalogue.get(name)
 
 
 def all_operators() -> list[type[Operator]]:
-    _load()
-    return sorted(_registry.values(), key=lambda op: (KINDS.index(op.kind), op.name))
+    return _catalogue.all(lambda op: (KINDS.index(op.kind), op.name))
 
 
 def describe() -> list[dict[str, Any]]:
