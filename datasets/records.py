@@ -313,13 +313,90 @@ def iter_records(
     storage = storage or default_storage
     batch: list[dict[str, Any]] = []
     for part in _parts(manifest_or_parts):
-        for number, line in _iter_part_lines(part["name"], storage):
+        for number, line in _part_slice_lines(part, storage):
             batch.append(_project(_loads(part["name"], number, line), fields))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []
     if batch:
         yield batch
+
+
+def _part_slice_lines(part: dict[str, Any], storage: Storage) -> Iterator[tuple[int, bytes]]:
+    """The part's record lines, or only records `start` … `stop - 1` of it when the part entry
+    is a slice (see `split`): lines before the slice are skipped without being parsed."""
+    start, stop = part.get("start", 0), part.get("stop")
+    if not start and stop is None:
+        yield from _iter_part_lines(part["name"], storage)
+        return
+    for index, numbered in enumerate(_iter_part_lines(part["name"], storage)):
+        if stop is not None and index >= stop:
+            return
+        if index >= start:
+            yield numbered
+
+
+def split(manifests: Sequence[dict[str, Any]], shards: int) -> list[dict[str, Any]]:
+    """The records of `manifests`, in order, cut into `shards` slices of nearly equal counts:
+    each a manifest-like `{"parts": [...], "count": n}` whose part entries may carry a record
+    range (`start`, `stop`), readable with `iter_records`. Nothing is read or copied."""
+    entries = [part for manifest in manifests for part in _parts(manifest)]
+    total = sum(int(part["count"]) for part in entries)
+    shards = max(1, min(shards, total))
+    slices: list[dict[str, Any]] = []
+    cursor = 0  # records of `entries` handed out so far
+    position = (0, 0)  # (entry index, record offset inside it)
+    for index in range(shards):
+        wanted = total * (index + 1) // shards - cursor
+        parts: list[dict[str, Any]] = []
+        entry, offset = position
+        while wanted and entry < len(entries):
+            part = entries[entry]
+            available = int(part["count"]) - offset
+            take = min(available, wanted)
+            if take:
+                whole = offset == 0 and take == int(part["count"])
+                parts.append(dict(part) if whole else {**part, "start": offset, "stop": offset + take})
+            wanted -= take
+            cursor += take
+            offset += take
+            if offset >= int(part["count"]):
+                entry, offset = entry + 1, 0
+        position = (entry, offset)
+        slices.append({"parts": parts, "count": sum(_slice_count(part) for part in parts)})
+    return slices
+
+
+def _slice_count(part: dict[str, Any]) -> int:
+    if "stop" in part:
+        return int(part["stop"]) - int(part.get("start", 0))
+    return int(part["count"])
+
+
+def concat(manifests: Sequence[dict[str, Any]], *, prefix: str = "") -> dict[str, Any]:
+    """One manifest for the records of several, in order, without copying a byte (the shards
+    of a node write their own parts; this is the node's artifact). Its checksum covers the
+    parts' own checksums, which `verify` checks part by part."""
+    parts = [part for manifest in manifests for part in _parts(manifest)]
+    fields: dict[str, set[str]] = {}
+    for manifest in manifests:
+        for field in manifest.get("fields", []):
+            fields.setdefault(field["name"], set()).update(field["types"])
+    samples = [sample for manifest in manifests for sample in manifest.get("samples", [])][:SAMPLE_RECORDS]
+    digest = hashlib.sha256("".join(part.get("sha256", "") for part in parts).encode())
+    return {
+        "format": "jsonl",
+        "prefix": prefix,
+        "parts": parts,
+        "count": sum(int(manifest["count"]) for manifest in manifests),
+        "bytes": sum(int(manifest.get("bytes", 0)) for manifest in manifests),
+        "checksum": f"{_PARTS_CHECKSUM}{digest.hexdigest()}",
+        "fields": [{"name": name, "types": sorted(types)} for name, types in fields.items()],
+        "samples": samples,
+    }
+
+
+_PARTS_CHECKSUM = "sha256-of-parts:"
 
 
 def read_slice(
@@ -364,6 +441,15 @@ def iter_raw(manifest: dict[str, Any], *, storage: Storage | None = None) -> Ite
 
 def verify(manifest: dict[str, Any], *, storage: Storage | None = None) -> bool:
     """Whether the stored bytes still match the manifest's checksum."""
+    if str(manifest.get("checksum", "")).startswith(_PARTS_CHECKSUM):
+        storage = storage or default_storage
+        for part in _parts(manifest):
+            part_hash = hashlib.sha256()
+            for chunk in iter_raw({"parts": [part]}, storage=storage):
+                part_hash.update(chunk)
+            if part_hash.hexdigest() != part.get("sha256"):
+                return False
+        return concat([manifest])["checksum"] == manifest["checksum"]
     checksum = hashlib.sha256()
     for chunk in iter_raw(manifest, storage=storage):
         checksum.update(chunk)

@@ -74,6 +74,44 @@ class NodeType:
     #: Why one call of `execute` is not the whole job (a body, a timer, a child run), if so:
     #: such a node cannot be tested on its own.
     not_standalone: ClassVar[str] = ""
+    #: Data nodes whose work splits over slices of their input, run as parallel tasks (the
+    #: `shards` config; see pipelines/engine/shards.py). Such an executor reads its input with
+    #: `nodes.data.input_manifests` and returns a record artifact (`nodes.data.result`).
+    shardable: ClassVar[bool] = False
+
+    @classmethod
+    def shard_stages(cls, config: dict[str, Any]) -> int:
+        """How many stages a sharded execution takes (more than one when records must be
+        routed by key between stages, as for deduplication); used for progress."""
+        return 1
+
+    @classmethod
+    def merge_shards(cls, stages: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        """The node's own output fields (besides count, fields, samples and manifest) from its
+        shards' outputs, stage by stage, each stage in shard order."""
+        return cls.merge_outputs(stages[-1])
+
+    @classmethod
+    def merge_outputs(cls, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """One set of extra output fields from the shards' outputs: numbers and {name: number}
+        counters are summed; any other value is the first shard's (the same in every shard
+        for settings-like fields). Types whose fields merge differently override this."""
+        merged: dict[str, Any] = {}
+        for name in outputs[0]:
+            if name in RECORD_ARTIFACT_FIELDS:
+                continue
+            values = [output.get(name) for output in outputs]
+            if all(_is_number(value) for value in values):
+                merged[name] = sum(values)
+            elif all(isinstance(value, dict) and value and all(map(_is_number, value.values())) for value in values):
+                totals: dict[str, Any] = {}
+                for value in values:
+                    for key, number in value.items():
+                        totals[key] = totals.get(key, 0) + number
+                merged[name] = totals
+            else:
+                merged[name] = values[0]
+        return merged
 
     @classmethod
     def output_handles(cls, config: dict[str, Any]) -> list[str]:
@@ -116,6 +154,14 @@ class NodeType:
             "handles": cls.output_handles(default_config(cls)),
             "default_config": default_config(cls),
         }
+
+
+#: What every record-artifact output carries (`nodes.data.result`); merged by the engine.
+RECORD_ARTIFACT_FIELDS = frozenset({"count", "fields", "samples", "manifest"})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def default_config(node_type: type[NodeType]) -> dict[str, Any]:

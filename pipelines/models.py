@@ -198,6 +198,8 @@ class NodeRun(models.Model):
     error = models.TextField(blank=True)
     #: Loop: how many iterations have completed.
     iterations_done = models.PositiveIntegerField(default=0)
+    #: A sharded data node (waiting while its shards run): the stage its shards are in.
+    shard_stage = models.PositiveSmallIntegerField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     #: Wait: when the timer fires.
     resume_at = models.DateTimeField(null=True, blank=True)
@@ -218,6 +220,46 @@ class NodeRun(models.Model):
     def __str__(self):
         where = f"[{self.iteration}]" if self.iteration else ""
         return f"{self.node_key}{where} #{self.attempt} ({self.state})"
+
+
+class NodeShard(models.Model):
+    """One slice of a sharded data node's work, executed as its own Celery task.
+
+    A stage's shards run in parallel; when the last one finishes, the next stage starts (a
+    deduplicating chain routes records by key between stages) or the node's output is merged.
+    Shards belong to one attempt of their node run; like node runs, every transition is a
+    conditional update, so a duplicate delivery does nothing.
+    """
+
+    node_run = models.ForeignKey(NodeRun, on_delete=models.CASCADE, related_name="shards")
+    node_attempt = models.PositiveIntegerField()
+    stage = models.PositiveSmallIntegerField(default=0)
+    index = models.PositiveIntegerField()
+    #: Shards in this stage (the node's progress and logs say "shard 2/4").
+    of = models.PositiveIntegerField()
+    attempt = models.PositiveIntegerField(default=1)
+    state = models.CharField(max_length=20, default="pending")
+    #: The records this shard reads: [{"parts": [...], "count": n}, ...] (part names, never records).
+    input = models.JSONField()
+    output = models.JSONField(null=True, blank=True)
+    progress = models.FloatField(default=0)
+    records_in = models.BigIntegerField(default=0)
+    records_out = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["node_run", "node_attempt", "stage", "index"], name="node_shard_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="node_shard_sweep")]
+
+    def __str__(self):
+        return f"shard {self.index + 1}/{self.of} of stage {self.stage} ({self.state})"
 
 
 class NodeRunLog(models.Model):

@@ -6,12 +6,17 @@ import time
 from celery import Task, shared_task
 
 from pipelines import schedules
-from pipelines.engine import execution, sweeper
+from pipelines.engine import execution, shards, sweeper
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_node(node_run_id: int) -> None:
     execution.execute(node_run_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_shard(shard_id: int) -> None:
+    shards.execute(shard_id)
 
 
 @shared_task(ignore_result=True)

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from nodes.execution import NodeFailed, NodeResult
 from nodes.expressions import ExpressionError
-from pipelines.engine import cache, events, loops, runtime, subruns
+from pipelines.engine import cache, events, loops, runtime, shards, subruns
 from pipelines.engine.plan import Plan, PlanNode, edge_state
 from pipelines.engine.states import NodeState
-from pipelines.models import NodeRun, Run
+from pipelines.models import NodeRun, NodeShard, Run
 
 
 class NodeCancelled(Exception):
@@ -115,6 +115,12 @@ def run_claimed(node_run: NodeRun, known_rows: dict[str, NodeRun] | None = None)
         runtime.succeed(run, plan, node_run, result, state=NodeState.CACHED)
         return
     try:
+        if shards.start_if_sharded(run, plan, node, node_run, context):
+            return
+    except (TypeError, ValueError) as exc:  # e.g. `shards` templated to something not a count
+        runtime.fail(run, plan, node_run, f"shards: {exc}", retry=False)
+        return
+    try:
         with heartbeat(node_run), time_limit(node.settings.get("timeout_seconds")):
             result = node.node_type.execute(context)
     except NodeCancelled:
@@ -184,9 +190,15 @@ class Context:
     owner_id: int
     node_run: NodeRun
     variables: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: In a shard of a sharded data node: {"stage", "index", "of", "partitions", "attempt"}
+    #: (see shards.py).
+    shard: dict[str, Any] | None = None
+    shard_row: Any = field(repr=False, default=None)
     _last_progress_write: float = 0.0
 
     def log(self, message: str, level: str = "info") -> None:
+        if self.shard is not None:
+            message = f"[shard {self.shard['index'] + 1}/{self.shard['of']}] {message}"
         runtime.write_log(self.node_run, str(message), level)
 
     def progress(
@@ -197,6 +209,10 @@ class Context:
         if now - self._last_progress_write < settings.DATAMATE_PROGRESS_INTERVAL_SECONDS and fraction != 1.0:
             return
         self._last_progress_write = now
+        if self.shard_row is not None:
+            if not shards.report_progress(self, fraction, records_in, records_out):
+                raise NodeCancelled()
+            return
         changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
         if fraction is not None:
             changes["progress"] = max(0.0, min(1.0, float(fraction)))
@@ -274,30 +290,32 @@ class _Heartbeats:
     than a fast node itself)."""
 
     def __init__(self):
-        self._active: dict[int, int] = {}
+        self._active: dict[tuple[type, int], int] = {}
         self._pid: int | None = None
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def beating(self, node_run: NodeRun):
+    def beating(self, row: NodeRun | NodeShard):
+        """While the block runs, stamp the row (a node run or a shard) on this attempt."""
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
                     self._active = {}
                     threading.Thread(target=self._beat, name="datamate-heartbeat", daemon=True).start()
                     self._pid = os.getpid()
-        self._active[node_run.pk] = node_run.attempt
+        key = (type(row), row.pk)
+        self._active[key] = row.attempt
         try:
             yield
         finally:
-            self._active.pop(node_run.pk, None)
+            self._active.pop(key, None)
 
     def _beat(self) -> None:
         while True:
             time.sleep(settings.DATAMATE_HEARTBEAT_SECONDS)
             try:
-                for node_run_id, attempt in list(self._active.items()):
-                    NodeRun.objects.filter(pk=node_run_id, state=NodeState.RUNNING, attempt=attempt).update(
+                for (model, pk), attempt in list(self._active.items()):
+                    model.objects.filter(pk=pk, state=NodeState.RUNNING, attempt=attempt).update(
                         heartbeat_at=timezone.now()
                     )
             except Exception:  # the database may be briefly unavailable; beat again later

@@ -332,7 +332,10 @@ def cancel_run(run: Run) -> bool:
     NodeRun.objects.filter(pk__in=[nr.pk for nr in unfinished]).update(
         state=NodeState.CANCELLED, finished_at=now, heartbeat_at=None
     )
-    queued = [nr.pk for nr in unfinished if nr.state == NodeState.READY]
+    queued = [task_id(nr.pk) for nr in unfinished if nr.state == NodeState.READY]
+    from pipelines.engine import shards
+
+    queued += shards.cancel_for_run(run)
 
     def announce():
         for node_run in unfinished:
@@ -342,7 +345,7 @@ def cancel_run(run: Run) -> bool:
         if queued:
             from datamate.celery import app
 
-            app.control.revoke([task_id(pk) for pk in queued])
+            app.control.revoke(queued)
 
     transaction.on_commit(announce)
     for child in Run.objects.filter(parent_node_run__run_id=run.pk, state__in=RunState.ACTIVE):

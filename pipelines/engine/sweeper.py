@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from pipelines.engine import execution, runtime
+from pipelines.engine import execution, runtime, shards
 from pipelines.engine.states import NodeState
 from pipelines.models import NodeRun
 
@@ -49,4 +49,5 @@ def sweep() -> dict[str, int]:
         NodeRun.objects.filter(pk__in=lost, state=NodeState.READY).update(ready_at=now)
         runtime.enqueue(lost)
         counts["reenqueued"] = len(lost)
+    counts.update(shards.sweep(now, stale))
     return counts

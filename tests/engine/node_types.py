@@ -61,3 +61,46 @@ class TestStep(NodeType):
             output["loop_item"] = ctx.loop["item"]
             output["previous"] = {key: (value or {}).get("value") for key, value in ctx.loop["previous"].items()}
         return NodeResult(output=output, handles=config.get("handles", ["out"]))
+
+
+@register
+class TestShardedCopy(NodeType):
+    """Copies its input records, adding which shard (and attempt) handled each; shardable."""
+
+    key = "test_sharded_copy"
+    category = "data"
+    label = "Test sharded copy"
+    description = "Engine test double: copies records, tagging each with its shard."
+    needs_input = True
+    shardable = True
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "shards": {},
+            "sleep": {"type": "number", "minimum": 0},
+            "fail_on_id": {"type": "integer"},
+            "fail_times": {"type": "integer", "minimum": 0},
+        },
+    }
+
+    @classmethod
+    def execute(cls, ctx):
+        from nodes import data
+
+        config = ctx.config
+        shard = ctx.shard or {"index": None, "attempt": ctx.attempt}
+        manifests = data.require_input(ctx)
+
+        def copied():
+            for batch in data.read_inputs(ctx, manifests):
+                ids = {record.get("id") for record in batch}
+                if config.get("fail_on_id") in ids and shard["attempt"] <= config.get("fail_times", 10**6):
+                    raise NodeFailed(f"planned failure on record {config['fail_on_id']}")
+                for _ in range(20):
+                    time.sleep(config.get("sleep", 0) / 20)
+                    ctx.progress(None)
+                yield [{**record, "shard": shard["index"], "shard_attempt": shard["attempt"]} for record in batch]
+
+        manifest = data.write_artifact(ctx, copied())
+        return data.result(manifest, records_in=data.count_of(manifests), copies=manifest["count"], tag="same")

@@ -263,8 +263,8 @@ def _missing_required_config(doc):
 
 
 def _unknown_config_field(doc):
-    find_node(doc, "synthesize")["config"]["temperature"] = 0.5
-    return "synthesize", f"nodes[{node_index(doc, 'synthesize')}].config.temperature", "not a known field"
+    find_node(doc, "synthesize")["config"]["colour"] = "blue"
+    return "synthesize", f"nodes[{node_index(doc, 'synthesize')}].config.colour", "not a known field"
 
 
 def _bad_settings(doc):
@@ -929,7 +929,7 @@ def test_node_type_catalogue(alice_api):
     assert response.status_code == 200
     types = {t["key"]: t for t in response.json()}
     # The suite also registers its engine test type through DATAMATE_NODE_TYPE_MODULES.
-    assert set(types) == BUILTIN_NODE_TYPES | {"test_step"}
+    assert set(types) == BUILTIN_NODE_TYPES | {"test_step", "test_sharded_copy"}
     for node_type in types.values():
         assert node_type["config_schema"]["type"] == "object"
         assert isinstance(node_type["handles"], list) and "error" in node_type["handles"]
