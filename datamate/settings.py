@@ -120,6 +120,9 @@ DATAMATE_STALE_AFTER_SECONDS = env.float("DATAMATE_STALE_AFTER_SECONDS", default
 DATAMATE_PROGRESS_INTERVAL_SECONDS = 0.5
 #: Period of the sweeper (due timers, lost workers, lost messages), run by celery beat.
 DATAMATE_SWEEP_SECONDS = env.float("DATAMATE_SWEEP_SECONDS", default=5.0)
+#: Sharded data nodes (`shards: auto`): one shard per this many input records, at most this many shards.
+DATAMATE_SHARD_RECORDS = env.int("DATAMATE_SHARD_RECORDS", default=50_000)
+DATAMATE_MAX_SHARDS = env.int("DATAMATE_MAX_SHARDS", default=8)
 #: Extra modules that register node types (besides the `datamate.node_types` entry points).
 DATAMATE_NODE_TYPE_MODULES = env.list("DATAMATE_NODE_TYPE_MODULES", default=[])
 CELERY_BEAT_SCHEDULE = {
@@ -203,3 +206,22 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- LLM synthesis and annotation, stored secrets -----------------------------------
+#: Environment variables a node may name as its API key (`api_key_env`). Any other name is
+#: refused, so a node cannot send DATABASE_URL or SECRET_KEY to a URL of its choosing.
+DATAMATE_LLM_KEY_ENV_VARS = env.list("DATAMATE_LLM_KEY_ENV_VARS", default=["OPENAI_API_KEY"])
+#: Key material for encrypting stored secrets (nodes/secrets.py); SECRET_KEY when empty.
+#: Changing it makes the stored secrets unreadable: they must be set again.
+DATAMATE_SECRETS_KEY = env.str("DATAMATE_SECRETS_KEY", default="")
+
+# --- data collection: HTTP(S) and SQL sources (nodes/fetch.py, nodes/sql.py) ----------
+#: Hosts Data Collection may fetch from: names, `*.domain`, `*`, and IP addresses or networks
+#: (CIDR). Loopback, private, link-local … addresses are refused unless a network covers them.
+DATAMATE_COLLECT_ALLOWED_HOSTS = env.list("DATAMATE_COLLECT_ALLOWED_HOSTS", default=[])
+#: The largest body fetched per URL (also the most a node's `max_bytes` may ask for).
+DATAMATE_COLLECT_MAX_BYTES = env.int("DATAMATE_COLLECT_MAX_BYTES", default=1024**3)
+#: Default time per URL (connect, redirects, download) and per SQL query, unless the node says.
+DATAMATE_COLLECT_TIMEOUT_SECONDS = env.float("DATAMATE_COLLECT_TIMEOUT_SECONDS", default=300.0)
+#: Named databases Data Collection may query (read-only): "name=url;name2=url", SQLAlchemy URLs.
+DATAMATE_SQL_CONNECTIONS = env.str("DATAMATE_SQL_CONNECTIONS", default="")

@@ -16,12 +16,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from datamate.api_errors import FIELD_ERRORS, FieldErrorResponses
 from datasets import services
 from datasets.errors import DatasetError, UploadTooLarge
+from datasets.exporters import EXPORT_FORMATS, LABEL_STUDIO_OPTIONS
 from datasets.models import Dataset, DatasetVersion
 from datasets.serializers import (
     DatasetSerializer,
@@ -32,37 +33,7 @@ from datasets.serializers import (
     VersionUploadSerializer,
 )
 
-FIELD_ERRORS = OpenApiResponse(description='Bad input: {"errors": [{"field", "message"}]}.')
 TOO_LARGE = OpenApiResponse(description="The upload is larger than DATAMATE_MAX_UPLOAD_BYTES.")
-
-
-def _flatten(detail, prefix: str = "") -> list[dict[str, str]]:
-    """DRF's {"field": ["message"]} as our [{"field", "message"}]."""
-    if isinstance(detail, dict):
-        return [
-            error
-            for key, value in detail.items()
-            for error in _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-        ]
-    if isinstance(detail, list):
-        return [error for item in detail for error in _flatten(item, prefix)]
-    return [{"field": prefix or "non_field_errors", "message": str(detail)}]
-
-
-class DatasetErrors:
-    """The datasets API answers serializer errors in the same `{"errors": [{field, message}]}`
-    shape as its service errors (mapped in `datamate.api_errors`), so an upload form reads one
-    shape; then defers to the project handler."""
-
-    def get_exception_handler(self):
-        project_handler = super().get_exception_handler()
-
-        def handler(exc, context):
-            if isinstance(exc, ValidationError):
-                return Response({"errors": _flatten(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
-            return project_handler(exc, context)
-
-        return handler
 
 
 async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
@@ -84,7 +55,7 @@ def _int_param(request, name: str, default: int) -> int:
         raise DatasetError(name, "must be a whole number") from None
 
 
-class DatasetViewSet(DatasetErrors, viewsets.ModelViewSet):
+class DatasetViewSet(FieldErrorResponses, viewsets.ModelViewSet):
     serializer_class = DatasetSerializer
     lookup_value_regex = r"\d+"
 
@@ -127,7 +98,11 @@ class DatasetViewSet(DatasetErrors, viewsets.ModelViewSet):
 
 
 class DatasetVersionViewSet(
-    DatasetErrors, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+    FieldErrorResponses,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Versions of one dataset: immutable; a new one comes from an upload or a server path."""
 
@@ -221,13 +196,20 @@ class DatasetVersionViewSet(
         return Response(services.stats(self.get_object()))
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"], description="Default: jsonl.")],
+        parameters=[
+            OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Default: jsonl."),
+            OpenApiParameter("label_field", str, description="label_studio: the field holding the label (label)."),
+            OpenApiParameter("text_field", str, description="label_studio: the choices' to_name (text)."),
+            OpenApiParameter("label_as", str, enum=["predictions", "annotations"], description="label_studio."),
+            OpenApiParameter("score_field", str, description="label_studio: a field to give as prediction score."),
+        ],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 400: FIELD_ERRORS},
     )
     @action(detail=True, methods=["get"])
     def export(self, request, dataset_pk=None, number=None):
-        """Download the version as a JSONL, CSV or Parquet file, streamed."""
-        export = services.export_version(self.get_object(), request.query_params.get("format") or "jsonl")
+        """Download the version as a JSONL, CSV, Parquet or Label Studio JSON file, streamed."""
+        options = {name: request.query_params[name] for name in LABEL_STUDIO_OPTIONS if name in request.query_params}
+        export = services.export_version(self.get_object(), request.query_params.get("format") or "jsonl", options)
         chunks = export.chunks
         if isinstance(request._request, ASGIRequest):
             # Under ASGI Django would read a sync iterator into a list first: the whole file in memory.

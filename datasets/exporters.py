@@ -1,4 +1,4 @@
-"""Streaming writers: a stored record set in, chunks of a JSONL, CSV or Parquet file out.
+"""Streaming writers: a stored record set in, chunks of a JSONL, CSV, Parquet or Label Studio file out.
 
 Each exporter is a generator of bytes that reads the parts batch by batch, so a
 StreamingHttpResponse can send a dataset of any size with bounded memory.
@@ -16,18 +16,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasets import records
+from datasets.errors import DatasetError
 
-EXPORT_FORMATS = ("jsonl", "csv", "parquet")
+EXPORT_FORMATS = ("jsonl", "csv", "parquet", "label_studio")
 CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
+    "label_studio": "application/json",
 }
+#: File name extensions where they differ from the format's name.
+FILE_EXTENSIONS = {"label_studio": "json"}
+#: Options of the Label Studio export (query parameters of the export API), with defaults.
+LABEL_STUDIO_OPTIONS = {"label_field": "label", "text_field": "text", "label_as": "predictions", "score_field": None}
 #: Records per Parquet row group (and per CSV write).
 EXPORT_BATCH = 10_000
 
 
-def export(manifest: dict[str, Any], fmt: str) -> Iterator[bytes]:
+def export(manifest: dict[str, Any], fmt: str, options: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """The file's chunks. Only the Label Studio format takes options; they are checked here,
+    before the first chunk, so a bad one is a 400 and not a broken download."""
+    if fmt == "label_studio":
+        return export_label_studio(manifest, **(options or {}))
+    if options:
+        raise DatasetError(next(iter(options)), f"is an option of format label_studio, not {fmt}")
     return {"jsonl": export_jsonl, "csv": export_csv, "parquet": export_parquet}[fmt](manifest)
 
 
@@ -181,3 +193,63 @@ def export_parquet(manifest: dict[str, Any]) -> Iterator[bytes]:
         writer.close()
     if chunk := sink.take():
         yield chunk
+
+
+def export_label_studio(
+    manifest: dict[str, Any],
+    *,
+    label_field: str = "label",
+    text_field: str = "text",
+    label_as: str = "predictions",
+    score_field: str | None = None,
+) -> Iterator[bytes]:
+    """Label Studio JSON tasks for human review, one per record: `data` is the record without
+    its label; a label (a string, or a list for several) becomes a choices result
+    (`from_name` = label_field, `to_name` = text_field) among the task's `predictions` (to
+    review; with the record's `score_field` as the prediction's score) or `annotations`.
+    Records without a label get a task without one. The matching labeling config:
+    <Choices name="{label_field}" toName="{text_field}"> over <Text name="{text_field}" value="${text_field}"/>."""
+    for option, value in (("label_field", label_field), ("text_field", text_field)):
+        if not isinstance(value, str) or not value.strip():
+            raise DatasetError(option, "must be a field name")
+    if label_as not in ("predictions", "annotations"):
+        raise DatasetError("label_as", "must be predictions or annotations")
+    if score_field is not None and (not isinstance(score_field, str) or not score_field.strip()):
+        raise DatasetError("score_field", "must be a field name")
+
+    def task(record: dict[str, Any]) -> dict[str, Any]:
+        label = record.get(label_field)
+        if label is None:
+            choices = []
+        else:
+            choices = [_choice(item) for item in label] if isinstance(label, list) else [_choice(label)]
+        data = {"data": {name: value for name, value in record.items() if name != label_field}}
+        if not choices:
+            return data
+        result = {"from_name": label_field, "to_name": text_field, "type": "choices", "value": {"choices": choices}}
+        entry: dict[str, Any] = {"result": [result]}
+        if label_as == "predictions":
+            entry["model_version"] = "datamate"
+            score = record.get(score_field) if score_field else None
+            if isinstance(score, int | float) and not isinstance(score, bool):
+                entry["score"] = score
+        return {**data, label_as: [entry]}
+
+    return _json_array(manifest, task)
+
+
+def _json_array(manifest: dict[str, Any], convert) -> Iterator[bytes]:
+    """A JSON array of `convert(record)`, one element per line, a batch per chunk."""
+    yield b"["
+    separator = b"\n"
+    for batch in records.iter_records(manifest, EXPORT_BATCH):
+        chunk = bytearray()
+        for record in batch:
+            chunk += separator + orjson.dumps(convert(record))
+            separator = b",\n"
+        yield bytes(chunk)
+    yield b"\n]\n"
+
+
+def _choice(value: Any) -> str:
+    return value if isinstance(value, str) else _csv_value(value)

@@ -27,7 +27,7 @@ from datasets.records import json_type
 
 Batches = Iterator[list[dict[str, Any]]]
 
-FORMATS = ("jsonl", "json", "csv", "parquet", "folder")
+FORMATS = ("jsonl", "json", "csv", "parquet", "folder", "label_studio")
 EXTENSIONS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -105,7 +105,13 @@ def read_records(source: BinaryIO | Path, name: str, fmt: str, *, root: Path | N
         return read_folder(source, name, root=root or source)
     if isinstance(source, Path) and source.is_dir():
         raise DatasetError("format", f"{name} is a folder; import it with format 'folder'")
-    readers = {"jsonl": read_jsonl, "json": read_json_array, "csv": read_csv, "parquet": read_parquet}
+    readers = {
+        "jsonl": read_jsonl,
+        "json": read_json_array,
+        "csv": read_csv,
+        "parquet": read_parquet,
+        "label_studio": read_label_studio,
+    }
     return readers[check_format(fmt)](source, name)
 
 
@@ -238,13 +244,13 @@ class _JsonArrayStream:
                 self.fail(self.pos, f"an array element is larger than {MAX_JSON_ELEMENT_BYTES} bytes")
             self.more(at_least=max(_CHUNK, pending))
 
-    def records(self) -> Batches:
+    def elements(self) -> Iterator[tuple[Any, int]]:
+        """Each element of the array, with the line it starts on."""
         if not self.skip_whitespace():
             raise DatasetImportError(self.name, 1, "the file is empty: expected a JSON array")
         if self.buffer[self.pos] != "[":
             self.fail(self.pos, "expected a JSON array of objects ('[')")
         self.pos += 1
-        batch: list[dict[str, Any]] = []
         if not self.skip_whitespace():
             self.fail(self.pos, "the array is not closed (missing ']')")
         if self.buffer[self.pos] == "]":
@@ -252,12 +258,7 @@ class _JsonArrayStream:
         else:
             while True:
                 value, start = self.element()
-                if not isinstance(value, dict):
-                    self.fail(start, f"a record must be a JSON object, not {json_type(value)}")
-                batch.append(value)
-                if len(batch) >= BATCH_SIZE:
-                    yield batch
-                    batch = []
+                yield value, self.line_at(start)
                 if not self.skip_whitespace():
                     self.fail(self.pos, "the array is not closed (missing ']')")
                 char = self.buffer[self.pos]
@@ -270,6 +271,16 @@ class _JsonArrayStream:
                     self.fail(self.pos, "the array is not closed (missing ']')")
         if self.skip_whitespace():
             self.fail(self.pos, "unexpected data after the end of the array")
+
+    def records(self) -> Batches:
+        batch: list[dict[str, Any]] = []
+        for value, line in self.elements():
+            if not isinstance(value, dict):
+                raise DatasetImportError(self.name, line, f"a record must be a JSON object, not {json_type(value)}")
+            batch.append(value)
+            if len(batch) >= BATCH_SIZE:
+                yield batch
+                batch = []
         if batch:
             yield batch
 
@@ -277,6 +288,66 @@ class _JsonArrayStream:
 def read_json_array(source: BinaryIO | Path, name: str) -> Batches:
     with _opened(source) as handle:
         yield from _JsonArrayStream(handle, name).records()
+
+
+def read_label_studio(source: BinaryIO | Path, name: str) -> Batches:
+    """A Label Studio JSON export (an array of tasks) after human review: one record per task,
+    its `data` plus, from its chosen annotation, each choices result as `from_name: choice`
+    (a list when several are chosen). The chosen annotation is the ground-truth one, else the
+    last that was not cancelled (skipped); a task without one keeps only its data."""
+    batch: list[dict[str, Any]] = []
+    with _opened(source) as handle:
+        for number, (task, line) in enumerate(_JsonArrayStream(handle, name).elements(), start=1):
+            try:
+                batch.append(label_studio_record(task))
+            except ValueError as error:
+                task_id = task.get("id") if isinstance(task, dict) else None
+                which = f"task {number}" + (f" (id {task_id})" if task_id is not None else "")
+                raise DatasetImportError(name, line, f"{which}: {error}") from None
+            if len(batch) >= BATCH_SIZE:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def label_studio_record(task: Any) -> dict[str, Any]:
+    """The record of one Label Studio task (see `read_label_studio`); ValueError says what is wrong."""
+    if not isinstance(task, dict):
+        raise ValueError(f"a task must be a JSON object, not {json_type(task)}")
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise ValueError('has no "data" object')
+    # Label Studio before 1.0 called annotations "completions".
+    annotations = task.get("annotations", task.get("completions"))
+    if annotations is None:
+        annotations = []
+    if not isinstance(annotations, list) or not all(isinstance(item, dict) for item in annotations):
+        raise ValueError('"annotations" must be a list of objects')
+    submitted = [item for item in annotations if not item.get("was_cancelled")]
+    chosen = next((item for item in reversed(submitted) if item.get("ground_truth")), None)
+    if chosen is None and submitted:
+        chosen = submitted[-1]
+    record = dict(data)
+    if chosen is None:
+        return record
+    results = chosen.get("result") or []
+    if not isinstance(results, list):
+        raise ValueError('the annotation\'s "result" must be a list')
+    for index, result in enumerate(results, start=1):
+        if not isinstance(result, dict):
+            raise ValueError(f"annotation result {index} must be a JSON object")
+        if result.get("type") != "choices":
+            continue  # other result types (spans, text areas, ratings) are not labels of the record
+        from_name = result.get("from_name")
+        value = result.get("value")
+        choices = value.get("choices") if isinstance(value, dict) else None
+        if not isinstance(from_name, str) or not from_name:
+            raise ValueError(f'annotation result {index} has no "from_name"')
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+            raise ValueError(f"the choices of {from_name!r} must be a non-empty list of strings")
+        record[from_name] = choices[0] if len(choices) == 1 else choices
+    return record
 
 
 def _utf8_lines(handle: BinaryIO, name: str, position: list[int]) -> Iterator[str]:

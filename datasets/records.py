@@ -338,8 +338,9 @@ def _part_slice_lines(part: dict[str, Any], storage: Storage) -> Iterator[tuple[
 
 def split(manifests: Sequence[dict[str, Any]], shards: int) -> list[dict[str, Any]]:
     """The records of `manifests`, in order, cut into `shards` slices of nearly equal counts:
-    each a manifest-like `{"parts": [...], "count": n}` whose part entries may carry a record
-    range (`start`, `stop`), readable with `iter_records`. Nothing is read or copied."""
+    each a manifest-like `{"parts": [...], "count": n, "offset": records before it}` whose part
+    entries may carry a record range (`start`, `stop`), readable with `iter_records`. Nothing
+    is read or copied."""
     entries = [part for manifest in manifests for part in _parts(manifest)]
     total = sum(int(part["count"]) for part in entries)
     shards = max(1, min(shards, total))
@@ -363,7 +364,8 @@ def split(manifests: Sequence[dict[str, Any]], shards: int) -> list[dict[str, An
             if offset >= int(part["count"]):
                 entry, offset = entry + 1, 0
         position = (entry, offset)
-        slices.append({"parts": parts, "count": sum(_slice_count(part) for part in parts)})
+        count = sum(_slice_count(part) for part in parts)
+        slices.append({"parts": parts, "count": count, "offset": cursor - count})
     return slices
 
 

@@ -76,8 +76,10 @@ class DatasetVersionDetailSerializer(DatasetVersionSerializer):
 
 
 class VersionUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="JSONL, JSON array, CSV or Parquet.")
-    format = serializers.ChoiceField(choices=FORMATS, required=False, help_text="Default: from the file name.")
+    file = serializers.FileField(help_text="JSONL, JSON array, CSV, Parquet, or a Label Studio JSON export.")
+    format = serializers.ChoiceField(
+        choices=FORMATS, required=False, help_text="Default: from the file name; label_studio must be named."
+    )
 
 
 class VersionFromPathSerializer(serializers.Serializer):

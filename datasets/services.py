@@ -239,14 +239,15 @@ class Export:
     filename: str
 
 
-def export_version(version: DatasetVersion, fmt: str = "jsonl") -> Export:
+def export_version(version: DatasetVersion, fmt: str = "jsonl", options: dict[str, Any] | None = None) -> Export:
+    """`options`: those of the Label Studio format (`exporters.LABEL_STUDIO_OPTIONS`)."""
     if fmt not in exporters.EXPORT_FORMATS:
         raise DatasetError("format", f"unknown export format {fmt!r}; use one of {', '.join(exporters.EXPORT_FORMATS)}")
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in version.dataset.name) or "dataset"
     return Export(
-        chunks=exporters.export(version.manifest, fmt),
+        chunks=exporters.export(version.manifest, fmt, options),
         content_type=exporters.CONTENT_TYPES[fmt],
-        filename=f"{stem}-v{version.number}.{fmt}",
+        filename=f"{stem}-v{version.number}.{exporters.FILE_EXTENSIONS.get(fmt, fmt)}",
     )
 
 

@@ -15,8 +15,6 @@ and a failure deletes the parts written so far, so no half-written artifact rema
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-import re
 from typing import Any
 import uuid
 
@@ -146,180 +144,74 @@ def output_dataset(ctx: ExecutionContext) -> NodeResult:
     return result(version.manifest, records_in=count_of(manifests), dataset=name, version=version.number, mode=mode)
 
 
-def data_collection(ctx: ExecutionContext) -> NodeResult:
-    """Files and folders under the import roots (`DATAMATE_IMPORT_ROOTS`), by path or glob,
-    read with the dataset importers: JSONL, JSON arrays, CSV, Parquet, and text, Markdown
-    or HTML files (one record per file)."""
-    from datasets import importers
-    from datasets.errors import DatasetError
-
-    if "task" in ctx.config:
-        raise NodeFailed("task: saved collection tasks are not available yet; configure the source inline")
-    source = ctx.config.get("source")
-    if source != "files":
-        raise NodeFailed(f"source: collecting from {source} is not available yet; use files")
-    fmt = ctx.config.get("format", "auto")
-    try:
-        files = [match for raw in ctx.config["paths"] for match in _matches(raw)]
-    except DatasetError as error:
-        raise NodeFailed(f"paths: {error.message}") from None
-    if not files:
-        raise NodeFailed("paths: nothing matched")
-
-    def batches() -> Iterator[list[dict[str, Any]]]:
-        for number, (path, root) in enumerate(files, 1):
-            name = str(path.relative_to(root))
-            try:
-                kind = fmt
-                if kind == "auto" and path.suffix.lower() in importers.TEXT_EXTENSIONS:
-                    kind = "text"
-                elif kind == "auto":
-                    kind = importers.guess_format(name, is_dir=path.is_dir())
-                if kind == "text":
-                    yield [{"path": name, "text": path.read_text(encoding="utf-8")}]
-                elif kind == "folder":
-                    yield from importers.read_records(path, name, "folder", root=root)
-                else:
-                    with path.open("rb") as handle:
-                        yield from importers.read_records(handle, name, kind)
-            except DatasetError as error:
-                raise NodeFailed(error.message) from None
-            except UnicodeDecodeError as error:
-                raise NodeFailed(f"{name}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-            ctx.progress(number / len(files))
-            ctx.log(f"read {name}")
-
-    manifest = write_artifact(ctx, batches())
-    return result(manifest, files=len(files))
-
-
-def _matches(raw: str):
-    """(real path, root) for each file a path or glob names, all inside the import roots."""
-    from datasets import importers
-    from datasets.errors import DatasetError
-
-    if not any(char in raw for char in "*?["):
-        return [importers.resolve_server_path(raw)]
-    base = []
-    parts = list(Path(raw).parts)
-    while parts and not any(char in parts[0] for char in "*?["):
-        base.append(parts.pop(0))
-    if ".." in parts:
-        raise DatasetError("path", f"{raw}: '..' is not allowed in import paths")
-    if base:
-        directory, root = importers.resolve_server_path(str(Path(*base)))
-        directories = [(directory, root)]
-    else:
-        directories = [(root, root) for root in importers.import_roots()]
-    found = []
-    for directory, root in directories:
-        for match in sorted(directory.glob(str(Path(*parts)))):
-            real = match.resolve()
-            # A symlink may point out of the root: such matches are refused, not followed.
-            if not real.is_relative_to(root):
-                raise DatasetError("path", f"{match}: is outside the import roots (DATAMATE_IMPORT_ROOTS)")
-            if real.is_file():
-                found.append((real, root))
-    return found
-
-
 def data_cleaning(ctx: ExecutionContext) -> NodeResult:
     """The operator chain over every record; per-operator counters and samples of dropped
-    records (by reason) go into the output, as `operators`."""
+    records (by reason) go into the output, as `operators`.
+
+    In a shard (`ctx.shard`), only the chain's stage `ctx.shard["stage"]` runs (see
+    `cleaning_stages`); a stage followed by a deduplicator writes its records partitioned by
+    that deduplicator's key, so equal keys meet in one shard of the next stage."""
     from nodes.operators.base import OperatorConfigError
     from nodes.operators.chain import Chain
+    from nodes.saved_tasks import expand_config
 
-    if "task" in ctx.config:
-        raise NodeFailed("task: saved cleaning tasks are not available yet; list the operators inline")
+    config = expand_config(ctx.owner_id, "cleaning", ctx.config)
     try:
-        chain = Chain.from_steps(ctx.config.get("operators", []), text_field=ctx.config.get("text_field", "text"))
+        chain = Chain.from_steps(config.get("operators", []), text_field=config.get("text_field", "text"))
     except OperatorConfigError as error:
         raise NodeFailed(str(error)) from None
     manifests = require_input(ctx)
-    manifest = write_artifact(ctx, chain.process(read_inputs(ctx, manifests)))
-    report = chain.report()
-    ctx.log(f"kept {manifest['count']} of {chain.records_in} records")
-    return result(manifest, records_in=chain.records_in, operators=report)
+    shard = getattr(ctx, "shard", None)
+    if shard is None:
+        manifest = write_artifact(ctx, chain.process(read_inputs(ctx, manifests)))
+        ctx.log(f"kept {manifest['count']} of {chain.records_in} records")
+        return result(manifest, records_in=chain.records_in, operators=chain.report())
+    stages = cleaning_stages(chain)
+    stage = stages[shard["stage"]]
+    kept = stage.process(read_inputs(ctx, manifests))
+    if shard["stage"] + 1 == len(stages):
+        manifest = write_artifact(ctx, kept)
+        return result(manifest, records_in=stage.records_in, operators=stage.report())
+    following = stages[shard["stage"] + 1]
+    # near_dedup has no exact key (its LSH bands are many keys): its stage runs as one shard.
+    width = shard["partitions"] if hasattr(following.operators[0], "key") else 1
+    partitions = write_partitions(ctx, kept, following, width)
+    return NodeResult(
+        output={"partitions": partitions, "operators": stage.report()},
+        records_in=stage.records_in,
+        records_out=sum(partition["count"] for partition in partitions),
+    )
 
 
-def data_synthesis(ctx: ExecutionContext) -> NodeResult:
-    """The built-in synthesizer renders `prompt_template` in the sandbox: once per input
-    record (as `record`), or `count` times from nothing (with `index`). Other models would
-    plug in here; none is downloaded at run time."""
-    from nodes.expressions import ExpressionError, render
+def cleaning_stages(chain):
+    """The chain's stages for a sharded run: cut before each deduplicator, and an empty first
+    stage when the chain starts with one, so the input is routed by key before it."""
+    from nodes.operators.base import Deduplicator
+    from nodes.operators.chain import Chain
 
-    model = ctx.config.get("model", "builtin-template")
-    if model != "builtin-template":
-        raise NodeFailed(f"model: no synthesis model {model!r} is configured (available: builtin-template)")
-    template = ctx.config["prompt_template"]
-    field = ctx.config.get("output_field", "text")
-    variables = {"params": ctx.params}
-
-    def rendered(record: dict[str, Any], index: int) -> dict[str, Any]:
-        try:
-            text = render(template, {**variables, "record": record, "index": index})
-        except ExpressionError as error:
-            raise NodeFailed(f"prompt_template: {error}") from None
-        return {**record, field: text if isinstance(text, str) else str(text)}
-
-    def per_record(manifests: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        index = 0
-        for batch in read_inputs(ctx, manifests):
-            yield [rendered(record, index + offset) for offset, record in enumerate(batch)]
-            index += len(batch)
-
-    manifests = input_manifests(ctx)
-    if manifests:
-        batches = per_record(manifests)
-        records_in = count_of(manifests)
-    else:
-        count = ctx.config.get("count", 1)
-        batches = _generated(ctx, count, lambda index: rendered({"index": index}, index))
-        records_in = None
-    manifest = write_artifact(ctx, batches)
-    return result(manifest, records_in=records_in, model=model)
+    stages = chain.stages()
+    if stages[0].operators and isinstance(stages[0].operators[0], Deduplicator):
+        stages.insert(0, Chain([], chain.samples_per_reason, chain.sample_chars))
+    return stages
 
 
-def _generated(ctx: ExecutionContext, count: int, make) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, count, BATCH_SIZE):
-        yield [make(index) for index in range(start, min(count, start + BATCH_SIZE))]
-        done = min(count, start + BATCH_SIZE)
-        ctx.progress(done / count, records_out=done)
+def write_partitions(ctx: ExecutionContext, batches, chain, width: int) -> list[dict[str, Any]]:
+    """Write the batches as `width` artifacts, each record to partition `chain.partition(record)`.
+    If anything raises, every part written so far is deleted."""
+    from datasets import records
 
-
-def data_annotation(ctx: ExecutionContext) -> NodeResult:
-    """Rule-based labelling: the first label whose rule (keywords, or regular expressions
-    written /like this/) matches the text; else `default_label` (or no label)."""
-    if ctx.config.get("method", "rules") != "rules":
-        raise NodeFailed("method: no annotation model is configured; use method rules")
-    text_field = ctx.config.get("text_field", "text")
-    label_field = ctx.config.get("label_field", "label")
-    default = ctx.config.get("default_label")
-    rules = [(label, _matcher(label, patterns)) for label, patterns in ctx.config.get("rules", {}).items()]
-    counts: dict[str, int] = {}
-
-    def annotate(record: dict[str, Any]) -> dict[str, Any]:
-        text = record.get(text_field)
-        label = default
-        if isinstance(text, str):
-            label = next((name for name, matches in rules if matches(text)), default)
-        counts[str(label)] = counts.get(str(label), 0) + 1
-        return {**record, label_field: label}
-
-    manifests = require_input(ctx)
-    manifest = write_artifact(ctx, ([annotate(r) for r in batch] for batch in read_inputs(ctx, manifests)))
-    return result(manifest, records_in=count_of(manifests), labels=ctx.config["labels"], label_counts=counts)
-
-
-def _matcher(label: str, patterns: list[str]):
-    parts = []
-    for pattern in patterns:
-        if len(pattern) > 2 and pattern.startswith("/") and pattern.endswith("/"):
-            parts.append(pattern[1:-1])
-        else:
-            parts.append(re.escape(pattern))
+    prefix = artifact_prefix(ctx)
+    writers = [records.RecordWriter(f"{prefix}/p{index:03d}") for index in range(width)]
     try:
-        compiled = re.compile("|".join(parts), re.IGNORECASE)
-    except re.error as error:
-        raise NodeFailed(f"rules.{label}: not a valid regular expression: {error}") from None
-    return compiled.search
+        for batch in batches:
+            routed: list[list[dict[str, Any]]] = [[] for _ in range(width)]
+            for record in batch:
+                routed[chain.partition(record, width)].append(record)
+            for writer, part in zip(writers, routed, strict=True):
+                if part:
+                    writer.write_batch(part)
+        return [writer.close() for writer in writers]
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise

@@ -141,6 +141,12 @@ class NodeType:
         raise NotImplementedError(f"{cls.key} has no executor")
 
     @classmethod
+    def cache_material(cls, ctx: ExecutionContext) -> Any:
+        """What a result depends on besides the type, owner, resolved config and inputs (e.g.
+        which version `latest` names now): part of the result-cache key."""
+        return None
+
+    @classmethod
     def describe(cls) -> dict[str, Any]:
         return {
             "key": cls.key,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nodes import data
+from nodes import annotation, data, llm, synthesis
 from nodes.execution import ChildRunRequest, ExecutionContext, NodeFailed, NodeResult
 from nodes.expressions import has_template
 from nodes.registry import ERROR_HANDLE, ConfigError, NodeType, register
@@ -59,6 +59,13 @@ class InputDataset(NodeType):
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
         return data.input_dataset(ctx)
 
+    @classmethod
+    def cache_material(cls, ctx: ExecutionContext) -> Any:
+        from datasets.models import DatasetVersion
+
+        versions = DatasetVersion.objects.filter(dataset__owner_id=ctx.owner_id, dataset__name=ctx.config["dataset"])
+        return versions.order_by("-number").values_list("pk", flat=True).first()
+
 
 @register
 class OutputDataset(NodeType):
@@ -95,28 +102,56 @@ class DataCollection(NodeType):
             "task": {"type": "string", "minLength": 1, "description": "A saved collection task, by name."},
             "source": {"enum": ["files", "http", "sql"]},
             "paths": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 1000},
-            "urls": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 1000},
-            "query": {"type": "string"},
-            "connection": {"type": "string", "description": "Name of a configured database connection."},
+            "urls": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 8000},
+                "maxItems": 1000,
+                "description": "http(s) URLs on hosts allowed by DATAMATE_COLLECT_ALLOWED_HOSTS.",
+            },
+            "query": {"type": "string", "minLength": 1, "maxLength": 100_000, "description": "One SELECT."},
+            "connection": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Name of a configured database connection (DATAMATE_SQL_CONNECTIONS).",
+            },
             "format": {"enum": ["auto", "jsonl", "json", "csv", "parquet", "text"], "default": "auto"},
+            "max_bytes": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "http: the largest body per URL; default and upper bound DATAMATE_COLLECT_MAX_BYTES.",
+            },
+            "timeout_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 24 * 3600,
+                "description": "http: time per URL (connect, redirects, download); sql: the query's time. "
+                "Default DATAMATE_COLLECT_TIMEOUT_SECONDS.",
+            },
+            "headers": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "maxLength": 1000},
+                "maxProperties": 10,
+                "description": "http request headers: Accept, Accept-Language, User-Agent only "
+                "(credentials do not belong in a node config).",
+            },
         },
     }
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
-        if "task" in config:
-            return []
-        source = config.get("source")
-        if source is None:
-            return [ConfigError("source", "set either a saved collection task or an inline source")]
-        needed = {"files": "paths", "http": "urls", "sql": "query"}[source]
-        if not config.get(needed):
-            return [ConfigError(needed, f"required when source is {source}")]
-        return []
+        from nodes import collection
+
+        return collection.config_errors(config)
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        return data.data_collection(ctx)
+        from nodes import collection
+
+        return collection.data_collection(ctx)
+
+    @classmethod
+    def cache_material(cls, ctx: ExecutionContext) -> Any:
+        return _saved_task_config(ctx, "collection")
 
 
 @register
@@ -156,30 +191,104 @@ class DataCleaning(NodeType):
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
         return data.data_cleaning(ctx)
 
+    @classmethod
+    def cache_material(cls, ctx: ExecutionContext) -> Any:
+        return _saved_task_config(ctx, "cleaning")
+
+    shardable = True
+
+    @classmethod
+    def shard_stages(cls, config: dict[str, Any]) -> int:
+        from nodes.operators.base import Deduplicator, OperatorConfigError
+        from nodes.operators.chain import Chain
+
+        try:
+            steps = Chain.check_steps(config.get("operators", []))
+        except OperatorConfigError:
+            return 1
+        return 1 + sum(issubclass(operator, Deduplicator) for operator, _ in steps)
+
+    @classmethod
+    def merge_shards(cls, stages: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        from nodes.operators.chain import Chain
+
+        reports = [Chain.merge_reports([output["operators"] for output in stage]) for stage in stages]
+        return {"operators": Chain.join_reports(reports)}
+
 
 @register
 class DataSynthesis(NodeType):
     key = "data_synthesis"
     category = "data"
     label = "Data Synthesis"
-    description = "Generates new records from a prompt template, per input record or from scratch."
-    record_template_fields = ("prompt_template",)
+    description = (
+        "Generates records with a model (any OpenAI-compatible endpoint) or the builtin template: per input "
+        "record, per seed, or from scratch."
+    )
+    record_template_fields = ("prompt_template", "system_prompt")
+    executor_version = "2"
+    shardable = True
     config_schema = {
         "type": "object",
         "additionalProperties": False,
         "required": ["prompt_template"],
         "properties": {
-            "prompt_template": {"type": "string", "minLength": 1},
-            "model": {"type": "string", "minLength": 1, "default": "builtin-template"},
-            "count": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
+            "prompt_template": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Rendered per request with record, index, sample, seed, params and loop.",
+            },
+            "model": {
+                "type": "string",
+                "minLength": 1,
+                "default": "builtin-template",
+                "description": "A model name at base_url, or builtin-template (the rendered prompt is the text).",
+            },
+            "count": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1_000_000,
+                "default": 1,
+                "description": "Records to make when there is neither an input nor seeds.",
+            },
+            "seeds": {
+                "type": "array",
+                "maxItems": 1_000_000,
+                "description": "One request per item (an object is the record, anything else is {seed: item}); "
+                "or a template such as {{ params.topics }}.",
+            },
+            "samples_per_record": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
             "output_field": {"type": "string", "minLength": 1, "default": "text"},
+            "json_fields": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "minItems": 1,
+                "maxItems": 100,
+                "uniqueItems": True,
+                "description": "Ask for a JSON object (response_format json_object) and take these fields from it.",
+            },
+            "system_prompt": {"type": "string", "description": "A system message; a template like prompt_template."},
+            **llm.CLIENT_PROPERTIES,
             "shards": SHARDS,
         },
     }
 
     @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
+        model = config.get("model", synthesis.BUILTIN_MODEL)
+        builtin = model == synthesis.BUILTIN_MODEL
+        errors = llm.check_config(config, needs_endpoint=not builtin and not has_template(model))
+        if builtin and "json_fields" in config:
+            errors.append(ConfigError("json_fields", "the builtin-template model renders text; choose a model"))
+        return errors
+
+    @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        return data.data_synthesis(ctx)
+        return synthesis.data_synthesis(ctx, cls.config_schema)
+
+    @classmethod
+    def merge_outputs(cls, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        return synthesis.merge_outputs(outputs)
 
 
 @register
@@ -187,8 +296,11 @@ class DataAnnotation(NodeType):
     key = "data_annotation"
     category = "data"
     label = "Data Annotation"
-    description = "Labels each record (rules or a model) and writes the label into a field."
+    description = "Labels each record from a fixed set (rules or a model) and can add a quality score."
     needs_input = True
+    record_template_fields = ("prompt_template",)
+    executor_version = "2"
+    shardable = True
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -196,7 +308,7 @@ class DataAnnotation(NodeType):
         "properties": {
             "labels": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1000},
             "method": {"enum": ["rules", "model"], "default": "rules"},
-            "instruction": {"type": "string"},
+            "instruction": {"type": "string", "description": "method model: guidance added to the model's prompt."},
             "text_field": {"type": "string", "minLength": 1, "default": "text"},
             "label_field": {"type": "string", "minLength": 1, "default": "label"},
             "rules": {
@@ -204,7 +316,24 @@ class DataAnnotation(NodeType):
                 "description": "Label → keywords, or /regular expressions/; the first label that matches wins.",
                 "additionalProperties": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
             },
-            "default_label": {"type": ["string", "null"], "description": "The label when no rule matches."},
+            "default_label": {
+                "type": ["string", "null"],
+                "description": "The label when no rule matches, or when the model's reply is not accepted.",
+            },
+            "score_field": {"type": "string", "minLength": 1, "description": "Write a 0-1 quality score here."},
+            "score_method": {
+                "enum": ["model", "heuristic"],
+                "description": "model: the model scores with its label (method model). heuristic: length, "
+                "alphanumeric share and repetition, no model. Default: model with method model, else heuristic.",
+            },
+            "model": {"type": "string", "minLength": 1, "description": "method model: the model name at base_url."},
+            "prompt_template": {
+                "type": "string",
+                "minLength": 1,
+                "description": "method model: the user message, a template over record, index, params; "
+                "default: the text field.",
+            },
+            **llm.CLIENT_PROPERTIES,
             "shards": SHARDS,
         },
     }
@@ -212,18 +341,36 @@ class DataAnnotation(NodeType):
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
         labels, rules = config.get("labels", []), config.get("rules", {})
-        if _contains_template(labels) or not isinstance(rules, dict):
-            return []
-        unknown = [label for label in rules if label not in labels]
-        errors = [ConfigError(f"rules.{label}", f"{label!r} is not one of the labels") for label in unknown]
-        default = config.get("default_label")
-        if isinstance(default, str) and not has_template(default) and default not in labels:
-            errors.append(ConfigError("default_label", f"{default!r} is not one of the labels"))
+        errors = []
+        if not _contains_template(labels) and isinstance(rules, dict):
+            unknown = [label for label in rules if label not in labels]
+            errors += [ConfigError(f"rules.{label}", f"{label!r} is not one of the labels") for label in unknown]
+            default = config.get("default_label")
+            if isinstance(default, str) and not has_template(default) and default not in labels:
+                errors.append(ConfigError("default_label", f"{default!r} is not one of the labels"))
+        method = config.get("method", "rules")
+        if method == "model":
+            if "model" not in config:
+                errors.append(ConfigError("model", "required when method is model"))
+            if rules:
+                errors.append(ConfigError("rules", "used only with method rules"))
+            errors += llm.check_config(config, needs_endpoint=True)
+        elif method == "rules":
+            model_only = [name for name in ("model", "prompt_template", "base_url") if name in config]
+            errors += [ConfigError(name, "used only with method model") for name in model_only]
+            if config.get("score_method") == "model":
+                errors.append(ConfigError("score_method", "model scores come with model labels; use method model"))
+        if "score_method" in config and "score_field" not in config:
+            errors.append(ConfigError("score_field", "required when score_method is set"))
         return errors
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        return data.data_annotation(ctx)
+        return annotation.data_annotation(ctx, cls.config_schema)
+
+    @classmethod
+    def merge_outputs(cls, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        return annotation.merge_outputs(outputs)
 
 
 @register
@@ -395,6 +542,19 @@ def _merged_inputs(ctx: ExecutionContext) -> dict[str, Any]:
     if len(ctx.inputs) == 1:
         return dict(next(iter(ctx.inputs.values())))
     return {"inputs": ctx.inputs} if ctx.inputs else {}
+
+
+def _saved_task_config(ctx: ExecutionContext, kind: str) -> dict[str, Any] | None:
+    """The saved task a config names, as it is now (an edited task must not hit the cache)."""
+    from nodes.models import SavedTask
+
+    if "task" not in ctx.config:
+        return None
+    return (
+        SavedTask.objects.filter(owner_id=ctx.owner_id, kind=kind, name=ctx.config["task"])
+        .values_list("config", flat=True)
+        .first()
+    )
 
 
 def _contains_template(value: Any) -> bool:

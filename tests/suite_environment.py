@@ -9,6 +9,7 @@ in the worker processes the tests start.
 import atexit
 import os
 from pathlib import Path
+import shutil
 import tempfile
 
 os.environ.setdefault("DATAMATE_NODE_TYPE_MODULES", "tests.engine.node_types")
@@ -23,3 +24,14 @@ if not os.environ.get("REDIS_URL"):
     _redis = start_embedded_redis(Path(tempfile.mkdtemp(prefix="datamate-test-redis-")))
     os.environ["REDIS_URL"] = _redis.url
     atexit.register(_redis.stop)
+
+# Data Collection in the worker processes: the tests' HTTP servers listen on 127.0.0.1 (any
+# other private address stays refused), and SQL sources are a SQLite file in a private folder
+# and the local PostgreSQL (tests/engine/test_collection.py).
+os.environ.setdefault("DATAMATE_COLLECT_ALLOWED_HOSTS", "*,127.0.0.1")
+_sql_dir = Path(tempfile.mkdtemp(prefix="datamate-test-sql-"))
+atexit.register(shutil.rmtree, _sql_dir, True)
+os.environ.setdefault(
+    "DATAMATE_SQL_CONNECTIONS",
+    f"collect=sqlite:///{_sql_dir / 'collect.sqlite3'};pg=postgresql://postgres@127.0.0.1:5432/postgres",
+)

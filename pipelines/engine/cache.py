@@ -19,10 +19,14 @@ from pipelines.models import NodeResultCache, NodeRun
 
 
 def cache_key(node: PlanNode, context) -> str:
+    """Keys are per owner: the same config names different things for different users (a
+    dataset, a saved task), and one user's output must never reach another."""
     material = {
         "type": node.type,
         "executor_version": node.node_type.executor_version,
+        "owner": context.owner_id,
         "config": context.config,
+        "depends_on": node.node_type.cache_material(context),
         "inputs": context.inputs,
         "loop": context.loop and {"index": context.loop["index"], "item": context.loop["item"]},
     }

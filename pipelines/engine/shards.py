@@ -143,6 +143,8 @@ def execute(shard_id: int) -> None:
         "of": shard.of,
         "partitions": shard.of,
         "attempt": shard.attempt,
+        # Stage 0 reads one slice: how many records of the node's input come before it.
+        "offset": shard.input[0].get("offset", 0) if shard.stage == 0 else 0,
     }
     context.shard_row = shard
     try:

@@ -86,6 +86,7 @@ def test_split_covers_every_record_once_in_order(shards):
     assert max(counts) - min(counts) <= 1  # nearly equal
     assert [row for piece in slices for row in all_records(piece)] == rows
     assert [len(all_records(piece)) for piece in slices] == counts
+    assert [piece["offset"] for piece in slices] == [sum(counts[:i]) for i in range(len(counts))]
 
 
 def test_concat_is_one_artifact_without_copying_and_verifies_its_parts():
@@ -332,3 +333,33 @@ def test_the_sweeper_finishes_a_merge_whose_worker_died(engine, alice):
     assert sorted(row["id"] for row in all_records(copy.output["manifest"])) == list(range(12))
     assert "resuming the merge of its shards" in log_text(run, "copy")
     assert sweeper.sweep()["shard_merges_resumed"] == 0
+
+
+def test_sharded_synthesis_and_annotation_number_and_count_records_across_shards(engine, alice):
+    dataset_of(alice, "items", [{"id": i, "text": "good" if i % 3 else "bad"} for i in range(90)])
+    document = {
+        "name": "synthesize and label",
+        "nodes": [
+            node("read", "input_dataset", dataset="items"),
+            node("make", "data_synthesis", prompt_template="item {{ index }}: {{ record.text }}", shards=3),
+            node(
+                "label",
+                "data_annotation",
+                labels=["good", "bad"],
+                rules={"bad": ["bad"]},
+                default_label="good",
+                shards=2,
+            ),
+        ],
+        "edges": [edge("read", "make"), edge("make", "label")],
+    }
+    run = wait_for_run(start_run(create_pipeline(alice, document), user=alice), timeout=60)
+    assert run.state == "succeeded", run.error
+    assert [(s.index, s.of) for s in shard_rows(run, "make")] == [(0, 3), (1, 3), (2, 3)]
+    made = all_records(NodeRun.objects.get(run=run, node_key="make").output["manifest"])
+    # `index` numbers the node's input, not each shard's slice.
+    assert [row["text"] for row in made] == [f"item {i}: {'good' if i % 3 else 'bad'}" for i in range(90)]
+    label = NodeRun.objects.get(run=run, node_key="label")
+    assert len(shard_rows(run, "label")) == 2
+    assert label.output["label_counts"] == {"good": 60, "bad": 30}  # summed over the shards
+    assert label.output["count"] == 90
