@@ -32,6 +32,13 @@ if str(ROOT) not in sys.path:
 from bench import data_throughput, engine_overhead  # noqa: E402
 
 
+def hand_command(share: Path, batch_size: int) -> list[str]:
+    script = str(ROOT / "bench" / "data_throughput.py")
+    output = str(share.with_suffix(".out"))
+    return [sys.executable, script, "--worker", "hand", "--input", str(share), "--output", output, "--batch-size",
+            str(batch_size)]  # fmt: skip
+
+
 def hand_split(corpus: Path, directory: Path, processes: int, batch_size: int) -> dict:
     """The hand loop over `processes` processes at once, each on its share of the lines
     (deduplicating within its share only: the reference's "split" figure)."""
@@ -44,11 +51,7 @@ def hand_split(corpus: Path, directory: Path, processes: int, batch_size: int) -
     del lines
     started = time.perf_counter()
     running = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "data_throughput.py"), "--worker", "hand", "--input", str(share),
-             "--output", str(share.with_suffix(".out")), "--batch-size", str(batch_size)],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT,
-        )  # fmt: skip
+        subprocess.Popen(hand_command(share, batch_size), stdout=subprocess.PIPE, text=True, cwd=ROOT)
         for share in shares
     ]
     outputs = [json.loads(process.communicate()[0].strip().splitlines()[-1]) for process in running]
