@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bundle bundle-check clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,15 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The designer (frontend/) is built into static/designer/, which is committed: `make run`
+# needs no Node. Both targets install exactly the lockfile's packages.
+bundle:
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+
+# Fails if static/designer/ differs from a fresh build of frontend/ (CI runs it).
+bundle-check:
+	frontend/check-bundle.sh
 
 clean:
 	rm -rf $(VENV) var

@@ -2,12 +2,14 @@
 
 from django.urls import path
 
-from pipelines import views
+from pipelines import designer_views, views
 
 app_name = "pages"
 
 urlpatterns = [
     path("pipelines/", views.pipeline_list, name="pipeline-list"),
+    path("pipelines/new/", designer_views.new_pipeline, name="pipeline-new"),
+    path("pipelines/<int:pipeline_id>/designer/", designer_views.designer, name="designer"),
     path("pipelines/<int:pipeline_id>/runs/", views.run_list, name="run-list"),
     path("pipelines/<int:pipeline_id>/runs/start/", views.start_run, name="run-start"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),

@@ -1,0 +1,154 @@
+// The side panel of the selected node: key, label, notes, its config form generated from
+// the type's JSON Schema, execution settings, the server's errors, and while a run is
+// shown, the node's state, records and log lines.
+import type { RJSFSchema } from "@rjsf/utils";
+import { memo, useEffect, useMemo, useState } from "react";
+import { errorSchema, nodeFieldPath, readableField } from "../forms";
+import { KEY_PATTERN, type PipelineNodeData } from "../graph";
+import type { LiveView } from "../live";
+import type { FieldError, JsonObject, NodeType } from "../types";
+import { LogPanel } from "./LogPanel";
+import { SchemaForm } from "./SchemaForm";
+
+interface Props {
+  nodeKey: string;
+  data: PipelineNodeData;
+  nodeType: NodeType | undefined;
+  settingsSchema: RJSFSchema;
+  errors: FieldError[];
+  live: LiveView | null;
+  /** Renames the node; returns why the key was refused, or null. */
+  onRename: (key: string, newKey: string) => string | null;
+  onChange: (key: string, patch: Partial<PipelineNodeData>) => void;
+}
+
+function KeyField({ nodeKey, onRename }: { nodeKey: string; onRename: (newKey: string) => string | null }) {
+  const [text, setText] = useState(nodeKey);
+  const [problem, setProblem] = useState<string | null>(null);
+  useEffect(() => {
+    setText(nodeKey);
+    setProblem(null);
+  }, [nodeKey]);
+  const commit = () => {
+    if (text === nodeKey) return;
+    setProblem(
+      KEY_PATTERN.test(text) ? onRename(text) : "must start with a letter or _ and contain only letters, digits and _",
+    );
+  };
+  return (
+    <label className="dm-field">
+      <span>Key</span>
+      <input
+        id="node-key"
+        value={text}
+        spellCheck={false}
+        onChange={(event) => setText(event.target.value)}
+        onBlur={commit}
+        onKeyDown={(event) => event.key === "Enter" && commit()}
+        aria-invalid={problem !== null}
+      />
+      <small className={problem ? "dm-error-text" : "muted"}>
+        {problem ?? "Used in expressions, e.g. {{ nodes." + nodeKey + ".output.count }}"}
+      </small>
+    </label>
+  );
+}
+
+export const NodePanel = memo(function NodePanel({
+  nodeKey,
+  data,
+  nodeType,
+  settingsSchema,
+  errors,
+  live,
+  onRename,
+  onChange,
+}: Props) {
+  const change = (patch: Partial<PipelineNodeData>) => onChange(nodeKey, patch);
+  const pairs = (section: "config" | "settings") =>
+    errors.flatMap((e): [string[], string][] => {
+      const path = nodeFieldPath(e.field, section);
+      return path === null ? [] : [[path, e.message]];
+    });
+  const configErrors = useMemo(() => errorSchema(pairs("config")), [errors]);
+  const settingsErrors = useMemo(() => errorSchema(pairs("settings")), [errors]);
+  const otherErrors = errors.filter(
+    (e) => nodeFieldPath(e.field, "config") === null && nodeFieldPath(e.field, "settings") === null,
+  );
+  const nodeRun = live?.nodes.get(nodeKey);
+
+  return (
+    <div className="dm-panel-body" data-node={nodeKey}>
+      <h2>{nodeType?.label ?? data.type}</h2>
+      {nodeType ? (
+        <p className="muted small">{nodeType.description}</p>
+      ) : (
+        <p className="dm-error-text">This node type is not in the catalogue: the server will refuse it.</p>
+      )}
+      {otherErrors.length > 0 && (
+        <ul className="dm-error-list" role="alert">
+          {otherErrors.map((error, index) => (
+            <li key={index}>
+              {error.field && <strong>{readableField(error.field)}</strong>} {error.message}
+            </li>
+          ))}
+        </ul>
+      )}
+      {nodeRun && (
+        <section className="dm-run-facts" aria-label="This node in the run">
+          <span className={`badge state-${nodeRun.state}`}>{nodeRun.state}</span>
+          <span>
+            {nodeRun.records_in ?? "–"} records in, {nodeRun.records_out ?? "–"} out
+          </span>
+          {nodeRun.attempt > 1 && <span>attempt {nodeRun.attempt}</span>}
+          {nodeRun.error && <div className="error-box">{nodeRun.error}</div>}
+        </section>
+      )}
+      {live && <LogPanel logs={live.logs} nodeKey={nodeKey} />}
+      <KeyField nodeKey={nodeKey} onRename={(newKey) => onRename(nodeKey, newKey)} />
+      <label className="dm-field">
+        <span>Label</span>
+        <input
+          id="node-label"
+          value={data.label}
+          placeholder={nodeType?.label}
+          onChange={(e) => change({ label: e.target.value })}
+        />
+      </label>
+      <label className="dm-field">
+        <span>Notes</span>
+        <textarea
+          id="node-notes"
+          rows={2}
+          value={data.notes}
+          placeholder="Shown on the canvas"
+          onChange={(e) => change({ notes: e.target.value })}
+        />
+      </label>
+      {nodeType && (
+        <section className="dm-config" aria-label="Configuration">
+          <h3>Configuration</h3>
+          <SchemaForm<JsonObject>
+            key={`config-${nodeKey}`}
+            id="config"
+            schema={nodeType.config_schema}
+            value={data.config}
+            serverErrors={configErrors}
+            onChange={(config) => change({ config })}
+          />
+        </section>
+      )}
+      <details className="dm-settings">
+        <summary>Execution settings</summary>
+        <SchemaForm<JsonObject>
+          key={`settings-${nodeKey}`}
+          id="settings"
+          schema={settingsSchema}
+          value={data.settings}
+          serverErrors={settingsErrors}
+          onChange={(settings) => change({ settings })}
+        />
+      </details>
+    </div>
+  );
+});
