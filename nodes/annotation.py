@@ -1,7 +1,8 @@
 """Data Annotation: a label from a fixed set for every record, and optionally a quality score.
 
-`method: rules` (no model): the first label whose keywords or /regular expressions/ match
-the text, else `default_label` (or none).
+`method: rules` (no model): the first label, in the order of `labels`, whose keywords or
+/regular expressions/ match the text, else `default_label` (or none). (Not the order of the
+`rules` object: a JSON object's key order is not kept everywhere, e.g. PostgreSQL's jsonb.)
 
 `method: model`: the OpenAI-compatible client (`nodes/llm.py`) asks the model, in JSON
 mode, for {"label": one of the labels} (plus "score" with `score_method: model`). The
@@ -110,7 +111,8 @@ def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
 def _rule_labeller(config: dict[str, Any]):
     text_field = config.get("text_field", "text")
     default = config.get("default_label")
-    rules = [(label, _matcher(label, patterns)) for label, patterns in config.get("rules", {}).items()]
+    patterns = config.get("rules", {})
+    rules = [(label, _matcher(label, patterns[label])) for label in config["labels"] if label in patterns]
 
     def label_of(record: dict[str, Any]) -> Any:
         text = record.get(text_field)

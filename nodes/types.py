@@ -313,7 +313,8 @@ class DataAnnotation(NodeType):
             "label_field": {"type": "string", "minLength": 1, "default": "label"},
             "rules": {
                 "type": "object",
-                "description": "Label → keywords, or /regular expressions/; the first label that matches wins.",
+                "description": "Label → keywords, or /regular expressions/; the first label (in the order of "
+                "labels) that matches wins.",
                 "additionalProperties": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
             },
             "default_label": {

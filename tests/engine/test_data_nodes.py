@@ -221,3 +221,32 @@ def test_the_demo_pipeline_cleans_the_demo_dataset(engine, alice):
     published = Dataset.objects.get(owner=alice, name=f"{services.DEMO_DATASET}-clean").versions.get()
     first = all_records(published.manifest)[0]["text"]
     assert "<div>" not in first and "tutor0@example.org" not in first and "  " not in first
+
+
+def test_testing_an_output_dataset_node_writes_nothing(engine, alice, alice_api, corpus):
+    pipeline = create_pipeline(alice, curate_document())
+    upstream = {"label": {"manifest": services.latest_version(corpus).manifest}}
+    response = alice_api.post(
+        f"/api/pipelines/{pipeline.pk}/nodes/publish/test/",
+        {"inputs": upstream, "params": {"source": "raw"}, "wait": 30},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    result = response.json()
+    assert result["error"] is None, result
+    assert result["output"] == {"dataset": "curated", "mode": "overwrite", "count": 4, "written": False}
+    assert not Dataset.objects.filter(owner=alice, name="curated").exists()
+
+
+def test_a_failed_first_write_leaves_no_empty_dataset(engine, alice, corpus):
+    # The input's stored parts are gone (a storage fault): the write fails half-way.
+    records.delete_parts(services.latest_version(corpus).manifest)
+    doc = {
+        "name": "copy",
+        "nodes": [node("read", "input_dataset", dataset="raw"), node("publish", "output_dataset", dataset="fresh")],
+        "edges": [edge("read", "publish")],
+    }
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    assert run.state == "failed"
+    assert "is missing from storage" in run.error
+    assert not Dataset.objects.filter(owner=alice, name="fresh").exists()

@@ -143,7 +143,7 @@ def test_retrieve_pipeline(alice_api, pipeline):
     assert body["name"] == example_document()["name"]
     assert body["owner"] == "alice"
     assert body["version"] == 1
-    assert [p["name"] for p in body["parameters"]] == ["input_dataset", "min_records"]
+    assert [p["name"] for p in body["parameters"]] == ["input_dataset", "min_kept_share"]
 
 
 def test_patch_name_is_a_new_version(alice_api, pipeline):
