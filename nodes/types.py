@@ -20,6 +20,8 @@ DATASET_REF = {
     "minLength": 1,
     "maxLength": 200,
     "description": "Dataset name, or a template such as {{ params.input_dataset }}.",
+    # The designer offers the names of /api/datasets/ here.
+    "x-catalogue": "datasets",
 }
 VERSION_REF = {
     "description": "A dataset version number, or latest.",
@@ -31,7 +33,8 @@ OPERATOR_STEP = {
     "additionalProperties": False,
     "required": ["name"],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        # The designer offers the operators of /api/operators/, each with its config form.
+        "name": {"type": "string", "minLength": 1, "maxLength": 100, "x-catalogue": "operators"},
         "config": {"type": "object", "default": {}},
     },
 }
@@ -343,7 +346,7 @@ class DataAnnotation(NodeType):
     def validate_config(cls, config: dict[str, Any]) -> list[ConfigError]:
         labels, rules = config.get("labels", []), config.get("rules", {})
         errors = []
-        if not _contains_template(labels) and isinstance(rules, dict):
+        if isinstance(labels, list) and not _contains_template(labels) and isinstance(rules, dict):
             unknown = [label for label in rules if label not in labels]
             errors += [ConfigError(f"rules.{label}", f"{label!r} is not one of the labels") for label in unknown]
             default = config.get("default_label")

@@ -49,7 +49,7 @@ def node_index(document: dict, key: str) -> int:
 def edited_example() -> dict:
     """The example document with the annotation's labels and the condition's label changed."""
     document = example_document()
-    find_node(document, "annotate")["config"]["labels"] = ["question", "other"]
+    find_node(document, "annotate")["config"]["labels"] = ["question", "dialogue", "instruction", "other"]
     find_node(document, "enough")["label"] = "At least min_records?"
     return document
 
@@ -209,7 +209,7 @@ def test_get_graph_fills_defaults_and_sorts(alice, alice_api):
 def test_put_graph_saves_a_new_version_with_message_and_author(alice_api, pipeline):
     document = edited_example()
 
-    response = put_graph(alice_api, pipeline, {**document, "message": "Fewer labels"}, HTTP_IF_MATCH='"1"')
+    response = put_graph(alice_api, pipeline, {**document, "message": "Questions first"}, HTTP_IF_MATCH='"1"')
 
     assert response.status_code == 200
     assert response.json()["version"] == 2
@@ -220,7 +220,7 @@ def test_put_graph_saves_a_new_version_with_message_and_author(alice_api, pipeli
     assert graph["ETag"] == '"2"'
     latest = alice_api.get(pipeline_url(pipeline, "versions/")).json()["results"][0]
     assert latest["number"] == 2
-    assert latest["message"] == "Fewer labels"
+    assert latest["message"] == "Questions first"
     assert latest["author"] == "alice"
 
 
@@ -531,8 +531,8 @@ def test_diff_lists_added_removed_and_changed_nodes_and_edges(alice_api, two_ver
     assert set(changed) == {"annotate", "clean", "enough"}
     assert changed["annotate"]["config.labels"] == {
         "field": "config.labels",
-        "old": ["question", "instruction", "dialogue", "other"],
-        "new": ["question", "other"],
+        "old": ["dialogue", "question", "instruction", "other"],
+        "new": ["question", "dialogue", "instruction", "other"],
         "change": "changed",
     }
     assert set(changed["annotate"]) == {"config.labels"}
@@ -938,6 +938,46 @@ def test_node_type_catalogue(alice_api):
     assert types["loop"]["is_container"] is True
     assert types["output_dataset"]["needs_input"] is True
     assert types["input_dataset"]["needs_input"] is False
+    # Every type takes incoming edges: one that needs no input then runs after its source.
+    assert all(t["accepts_input"] is True for t in types.values())
+    assert types["parallel"]["handles"] == ["branch-1", "branch-2", "error"]
+    # Catalogue hints the designer turns into pickers: operators and datasets by name.
+    step = types["data_cleaning"]["config_schema"]["properties"]["operators"]["items"]
+    assert step["properties"]["name"]["x-catalogue"] == "operators"
+    for key in ("input_dataset", "output_dataset"):
+        assert types[key]["config_schema"]["properties"]["dataset"]["x-catalogue"] == "datasets"
+
+
+def test_node_handles_follow_the_config(alice_api):
+    response = alice_api.post(
+        "/api/node-types/handles/",
+        {
+            "nodes": [
+                {"type": "parallel", "config": {"branches": 3}},
+                {"type": "parallel"},
+                {"type": "condition", "config": {"expression": "true"}},
+            ]
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "handles": [
+            ["branch-1", "branch-2", "branch-3", "error"],
+            ["branch-1", "branch-2", "error"],
+            ["true", "false", "error"],
+        ]
+    }
+
+
+def test_node_handles_of_an_unknown_type_name_the_field(alice_api):
+    response = alice_api.post(
+        "/api/node-types/handles/", {"nodes": [{"type": "loop"}, {"type": "nope"}]}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"nodes[1].type": ["unknown node type 'nope'"]}
 
 
 def test_node_type_detail(alice_api):

@@ -36,7 +36,7 @@ def test_example_round_trip_import_edit_diff_restore_export(alice, alice_api):
     doc["edges"] = [e for e in doc["edges"] if e["target"] != "save_synthesized"]
     doc["nodes"].append(node("dedup_again", position={"x": 1000, "y": 300}))
     doc["edges"].append(edge("synthesize", "dedup_again"))
-    doc["parameters"][1]["default"] = 500
+    doc["parameters"][1]["default"] = 0.8
     response = alice_api.put(f"/api/pipelines/{pipeline_id}/graph/", {**doc, "message": "reshape"}, format="json")
     assert response.json()["version"] == 3
 
@@ -48,8 +48,8 @@ def test_example_round_trip_import_edit_diff_restore_export(alice, alice_api):
     assert changed["annotate"] == [
         {
             "field": "config.labels",
-            "old": ["question", "instruction", "dialogue", "other"],
-            "new": ["question", "instruction", "dialogue", "other", "code"],
+            "old": ["dialogue", "question", "instruction", "other"],
+            "new": ["dialogue", "question", "instruction", "other", "code"],
             "change": "changed",
         }
     ]
