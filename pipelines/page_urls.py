@@ -15,4 +15,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<int:run_id>/cancel/", views.cancel_run, name="run-cancel"),
     path("runs/<int:run_id>/rerun/", views.rerun, name="run-rerun"),
+    path("templates/", views.template_list, name="template-list"),
+    path("templates/<int:template_id>/use/", views.use_template, name="template-use"),
+    path("templates/<int:template_id>/delete/", views.delete_template, name="template-delete"),
 ]

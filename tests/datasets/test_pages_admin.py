@@ -78,7 +78,7 @@ def test_anonymous_users_are_sent_to_the_login_page(version, path):
     path = path.format(id=version.dataset_id)
     response = Client().get(path)
     assert response.status_code == 302
-    assert response["Location"] == f"/admin/login/?next={path}"
+    assert response["Location"] == f"/accounts/login/?next={path}"
 
 
 # -- admin ---------------------------------------------------------------------------
