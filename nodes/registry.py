@@ -157,6 +157,11 @@ class NodeType:
             "expression_fields": list(cls.expression_fields),
             "needs_input": cls.needs_input,
             "is_container": cls.is_container,
+            # The engine takes an incoming edge into every type: one that needs no input
+            # (Input Dataset) then starts after its source, e.g. after a Wait.
+            "accepts_input": True,
+            # For the default config; POST /api/node-types/handles/ answers for any config
+            # (a Parallel node has one handle per branch).
             "handles": cls.output_handles(default_config(cls)),
             "default_config": default_config(cls),
         }

@@ -19,6 +19,8 @@ from pipelines.graph_validation import validate_document
 from pipelines.models import Pipeline, Template
 from pipelines.serializers import (
     InstantiateSerializer,
+    NodeConfigsSerializer,
+    NodeHandlesSerializer,
     NodeTypeSerializer,
     PipelineSerializer,
     PipelineVersionDetailSerializer,
@@ -261,3 +263,25 @@ class NodeTypeViewSet(viewsets.ViewSet):
             return Response(registry.get(pk).describe())
         except registry.UnknownNodeType:
             return Response({"detail": f"unknown node type {pk!r}"}, status=status.HTTP_404_NOT_FOUND)
+
+    @extend_schema(
+        request=NodeConfigsSerializer,
+        responses={200: NodeHandlesSerializer, 400: OpenApiResponse(description='{"nodes[0].type": [message]}')},
+    )
+    @action(detail=False, methods=["post"])
+    def handles(self, request):
+        """The source handles of nodes with these configs: what a handle depends on is the
+        type's own rule (a Parallel node has one handle per branch), so the designer asks."""
+        form = NodeConfigsSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        nodes = form.validated_data["nodes"]
+        if len(nodes) > documents.MAX_NODES:
+            raise ValidationError({"nodes": [f"at most {documents.MAX_NODES} nodes"]})
+        handles = []
+        for index, node in enumerate(nodes):
+            try:
+                node_type = registry.get(node["type"])
+            except registry.UnknownNodeType:
+                raise ValidationError({f"nodes[{index}].type": [f"unknown node type {node['type']!r}"]}) from None
+            handles.append(node_type.output_handles(node["config"]))
+        return Response({"handles": handles})

@@ -69,5 +69,23 @@ class NodeTypeSerializer(serializers.Serializer):
     expression_fields = serializers.ListField(child=serializers.CharField())
     needs_input = serializers.BooleanField()
     is_container = serializers.BooleanField()
-    handles = serializers.ListField(child=serializers.CharField())
+    accepts_input = serializers.BooleanField(help_text="Whether an edge may end at a node of this type.")
+    handles = serializers.ListField(
+        child=serializers.CharField(), help_text="Source handles with the default config (see handles/)."
+    )
     default_config = serializers.JSONField()
+
+
+class NodeTypeAndConfigSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="A node-type key.")
+    config = serializers.DictField(required=False, default=dict)
+
+
+class NodeConfigsSerializer(serializers.Serializer):
+    nodes = NodeTypeAndConfigSerializer(many=True, help_text="Nodes by type and config, as in the document.")
+
+
+class NodeHandlesSerializer(serializers.Serializer):
+    handles = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="Per node, in the order asked."
+    )

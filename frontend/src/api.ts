@@ -1,7 +1,7 @@
 // The designer's calls to the REST API: session cookie + CSRF token, JSON both ways.
 // Every failure becomes an ApiError whose `errors` name a field, whatever shape the
 // server used ({"errors": [...]}, DRF's {"field": ["message"]}, or {"detail": ...}).
-import type { FieldError } from "./types";
+import type { DesignerConfig, FieldError } from "./types";
 
 export class ApiError extends Error {
   status: number;
@@ -45,6 +45,7 @@ export function fieldErrors(body: unknown, status: number): FieldError[] {
 export interface JsonResponse<T> {
   data: T;
   headers: Headers;
+  status: number;
 }
 
 export class Api {
@@ -79,13 +80,33 @@ export class Api {
       data = text;
     }
     if (!response.ok) throw new ApiError(response.status, fieldErrors(data, response.status), data);
-    return { data: data as T, headers: response.headers } satisfies JsonResponse<T>;
+    return { data: data as T, headers: response.headers, status: response.status } satisfies JsonResponse<T>;
   }
 
   get<T>(url: string) {
     return this.request<T>("GET", url);
   }
+
+  post<T>(url: string, body: unknown = {}) {
+    return this.request<T>("POST", url, body);
+  }
 }
+
+/** The API's URLs that the page does not hand over: all are under the API root, which is
+ * where the node-type catalogue is served (`/api/node-types/` → `/api/`). */
+export function apiUrls(config: DesignerConfig) {
+  const root = config.urls.nodeTypes.replace(/node-types\/$/, "");
+  const pipeline = `${root}pipelines/${config.pipeline}/`;
+  return {
+    handles: `${config.urls.nodeTypes}handles/`,
+    operators: `${root}operators/`,
+    datasets: `${root}datasets/`,
+    run: (id: number) => `${root}runs/${id}/`,
+    nodeTest: (key: string) => `${pipeline}nodes/${encodeURIComponent(key)}/test/`,
+  };
+}
+
+export type ApiUrls = ReturnType<typeof apiUrls>;
 
 /** The version number in an ETag such as `"3"`. */
 export function versionFromETag(headers: Headers): number | null {

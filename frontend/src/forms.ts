@@ -1,7 +1,7 @@
 // JSON Schema and error plumbing between the API and react-jsonschema-form: readable
 // names for anyOf options, server errors as rjsf error schemas, and the run form's schema
 // built from the pipeline's parameter definitions.
-import type { ErrorSchema, RJSFSchema, RJSFValidationError } from "@rjsf/utils";
+import type { ErrorSchema, RJSFSchema, RJSFValidationError, UiSchema } from "@rjsf/utils";
 import type { JsonObject, ParameterDefinition } from "./types";
 
 function isObject(value: unknown): value is JsonObject {
@@ -45,6 +45,33 @@ export function formSchema(schema: RJSFSchema): RJSFSchema {
     return copy;
   };
   return walk(schema) as RJSFSchema;
+}
+
+/** The widgets the catalogue's hints ask for: a dataset picker where a string says
+ * `"x-catalogue": "datasets"`, the operator chain editor for an array whose steps name
+ * `"x-catalogue": "operators"`. */
+export function hintUiSchema(schema: RJSFSchema): UiSchema {
+  const ui: JsonObject = {};
+  if (schema["x-catalogue"] === "datasets") ui["ui:widget"] = "dataset";
+  const items = isObject(schema.items) ? (schema.items as RJSFSchema) : null;
+  const stepName = items?.properties?.name;
+  if (items && isObject(stepName) && stepName["x-catalogue"] === "operators") {
+    ui["ui:field"] = "operatorChain";
+  } else if (items) {
+    const inner = hintUiSchema(items);
+    if (Object.keys(inner).length) ui.items = inner;
+  }
+  for (const [name, property] of Object.entries(schema.properties ?? {})) {
+    if (!isObject(property)) continue;
+    const inner = hintUiSchema(property as RJSFSchema);
+    if (Object.keys(inner).length) ui[name] = inner;
+  }
+  return ui as UiSchema;
+}
+
+/** Expression fields (a Condition's `expression`) complete bare references, without `{{ }}`. */
+export function expressionUiSchema(fields: string[]): UiSchema {
+  return Object.fromEntries(fields.map((name) => [name, { "ui:options": { expression: true } }]));
 }
 
 /** `operators[0].name` -> ["operators", "0", "name"]. */
@@ -116,6 +143,7 @@ export function runParametersSchema(definitions: ParameterDefinition[]): RJSFSch
     } else {
       field.type = "string";
       if (definition.type === "datetime") field.format = "date-time";
+      if (definition.type === "dataset") field["x-catalogue"] = "datasets";
     }
     if (definition.default !== undefined && definition.default !== null) {
       field.default = definition.default as RJSFSchema["default"];

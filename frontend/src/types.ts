@@ -15,10 +15,63 @@ export interface NodeType {
   expression_fields: string[];
   needs_input: boolean;
   is_container: boolean;
+  /** With the default config; POST /api/node-types/handles/ answers for any config. */
   handles: string[];
   default_config: JsonObject;
-  /** Not served yet; when the catalogue says false, the node offers no input handle. */
-  accepts_input?: boolean;
+  /** False: the node offers no input handle. */
+  accepts_input: boolean;
+}
+
+/** One entry of GET /api/operators/: a cleaning operator of Data Cleaning's chain. */
+export interface Operator {
+  name: string;
+  kind: string;
+  label: string;
+  description: string;
+  version: string;
+  config_schema: RJSFSchema;
+  default_config: JsonObject;
+}
+
+/** One entry of GET /api/datasets/ (a page of them). */
+export interface Dataset {
+  id: number;
+  name: string;
+  description: string;
+  latest_version: number | null;
+}
+
+export interface Page<T> {
+  count: number;
+  next: string | null;
+  results: T[];
+}
+
+/** What POST /api/pipelines/{id}/nodes/{key}/test/ answers once the node ran. */
+export interface NodeTestResult {
+  output: unknown;
+  handles: string[] | null;
+  records_in: number | null;
+  records_out: number | null;
+  logs: { level: string; message: string; seconds: number }[];
+  error: string | null;
+  duration_ms: number;
+  inputs_from_run: number | null;
+}
+
+/** The 202 answer of a node test that outlasted its request. */
+export interface NodeTestPending {
+  request_id: string;
+  state: "pending";
+  result_url: string;
+}
+
+/** GET /api/runs/{id}/ (the fields the designer reads). */
+export interface RunDetail {
+  id: number;
+  version: number;
+  state: string;
+  params: JsonObject;
 }
 
 export interface ParameterDefinition {

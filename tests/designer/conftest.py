@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import contextlib
+import io
 import os
 from pathlib import Path
 import re
@@ -19,9 +20,11 @@ import urllib.error
 import urllib.request
 
 from django.conf import settings
+import orjson
 import pytest
 
 from datamate.embedded_redis import free_port
+from datasets import services as dataset_services
 from tests.engine import workers
 from tests.engine.conftest import engine, engine_logs, processes  # noqa: F401
 
@@ -121,10 +124,50 @@ def page(browser, web_server, request):
 
 
 def log_in(page, username: str) -> None:
-    """Through the login form, as a person does. (The admin's login page refuses users who
-    are not staff, so this is the REST framework's.)"""
-    page.goto("/api-auth/login/?next=/pipelines/")
+    """Through the login page, as a person does; it opens the pipeline list."""
+    page.goto("/accounts/login/?next=/pipelines/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit], button[type=submit]")
     page.wait_for_url("**/pipelines/")
+
+
+# --- what a person does on the canvas -------------------------------------------------
+
+
+def node(page, key: str):
+    return page.locator(f'.react-flow__node[data-id="{key}"]')
+
+
+def handle(page, key: str, name: str):
+    return node(page, key).locator(f'.react-flow__handle[data-handleid="{name}"]')
+
+
+def drop_from_palette(page, type_key: str, x: int, y: int) -> None:
+    """Drags a node type from the palette onto the canvas at (x, y) of the pane."""
+    page.drag_and_drop(
+        f'.dm-palette-item[data-type="{type_key}"]', ".react-flow__pane", target_position={"x": x, "y": y}
+    )
+
+
+def connect(page, source: str, source_handle: str, target: str) -> None:
+    handle(page, source, source_handle).drag_to(handle(page, target, "in"))
+
+
+def save_version(page, message: str) -> None:
+    page.click("#save")
+    page.fill("#save-message", message)
+    page.click(".dm-dialog button[type=submit]")
+
+
+def open_designer(page, pipeline) -> None:
+    page.goto(f"/pipelines/{pipeline.pk}/designer/")
+    page.locator(".dm-dirty").get_by_text("All changes saved").wait_for()
+
+
+def make_dataset(owner, name: str, records: list[dict]):
+    """A dataset with one version holding these records."""
+    dataset = dataset_services.create_dataset(owner=owner, name=name)
+    data = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    dataset_services.import_version(dataset, dataset_services.Source.upload(io.BytesIO(data), f"{name}.jsonl"))
+    return dataset

@@ -1,7 +1,8 @@
-// The card of one node on the canvas: type, label, key, notes, the handles the catalogue
-// gives its type (each shown by name), the server's errors, and the live run state.
-import { Handle, Position, type NodeProps } from "@xyflow/react";
-import { memo } from "react";
+// The card of one node on the canvas: type, label, key, notes (edited in place), the
+// handles its type and config give it (each shown by name), the server's errors, and the
+// live run state. A container (Loop) is a box its body's nodes are dropped into.
+import { Handle, Position, useUpdateNodeInternals, type NodeProps } from "@xyflow/react";
+import { memo, useEffect, useRef, useState } from "react";
 import { useCanvas } from "../context";
 import { readableField } from "../forms";
 import { INPUT_HANDLE, type PipelineNode } from "../graph";
@@ -11,15 +12,72 @@ function percent(progress: number | null, state: string): number {
   return Math.round(100 * Math.min(1, Math.max(0, progress ?? 0)));
 }
 
+/** The notes: double-click (or "Add a note" on the selected node) to edit them here;
+ * Enter with Ctrl, or leaving the field, keeps them; Escape drops the edit. */
+function NodeNotes({ nodeKey, notes, selected }: { nodeKey: string; notes: string; selected: boolean }) {
+  const { onNotesChange } = useCanvas();
+  const [editing, setEditing] = useState(false);
+  const [text, setText] = useState(notes);
+  useEffect(() => setText(notes), [notes]);
+  if (!onNotesChange) return notes ? <div className="dm-node-notes">{notes}</div> : null;
+  if (editing) {
+    const finish = (keep: boolean) => {
+      setEditing(false);
+      if (keep && text !== notes) onNotesChange(nodeKey, text);
+      else setText(notes);
+    };
+    return (
+      <textarea
+        className="dm-node-notes-editor nodrag nowheel"
+        aria-label={`Notes of ${nodeKey}`}
+        autoFocus
+        rows={3}
+        value={text}
+        onChange={(event) => setText(event.target.value)}
+        onBlur={() => finish(true)}
+        onKeyDown={(event) => {
+          event.stopPropagation(); // Delete and Ctrl+Z edit the text, not the canvas
+          if (event.key === "Escape") finish(false);
+          if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) finish(true);
+        }}
+      />
+    );
+  }
+  if (notes) {
+    return (
+      <div className="dm-node-notes" title="Double-click to edit" onDoubleClick={() => setEditing(true)}>
+        {notes}
+      </div>
+    );
+  }
+  return selected ? (
+    <button type="button" className="link dm-node-add-note nodrag" onClick={() => setEditing(true)}>
+      Add a note
+    </button>
+  ) : null;
+}
+
 function NodeCardImpl({ id, data, selected }: NodeProps<PipelineNode>) {
-  const { catalogue, errorsByNode, live } = useCanvas();
+  const { catalogue, errorsByNode, live, handlesByNode } = useCanvas();
   const nodeType = catalogue.get(data.type);
   const errors = errorsByNode.get(id) ?? [];
   const nodeRun = live?.nodes.get(id);
   const typeLabel = nodeType?.label ?? `unknown type ${data.type}`;
+  const container = nodeType?.is_container ?? false;
+  const handles = handlesByNode.get(id) ?? nodeType?.handles ?? ["out"];
+  // React Flow measures handles once; a Parallel that gains a branch needs measuring again.
+  const updateNodeInternals = useUpdateNodeInternals();
+  const handleNames = handles.join(" ");
+  const measuredHandles = useRef(handleNames);
+  useEffect(() => {
+    if (measuredHandles.current === handleNames) return;
+    measuredHandles.current = handleNames;
+    updateNodeInternals(id);
+  }, [handleNames]);
   const classes = [
     "dm-node",
     `category-${nodeType?.category ?? "unknown"}`,
+    container ? "is-container" : "",
     selected ? "is-selected" : "",
     errors.length ? "has-errors" : "",
     nodeRun ? `run-${nodeRun.state}` : "",
@@ -35,7 +93,7 @@ function NodeCardImpl({ id, data, selected }: NodeProps<PipelineNode>) {
       </div>
       <div className="dm-node-title">{data.label || typeLabel}</div>
       <div className="dm-node-key">{id}</div>
-      {data.notes && <div className="dm-node-notes">{data.notes}</div>}
+      <NodeNotes nodeKey={id} notes={data.notes} selected={selected} />
       {errors.length > 0 && (
         <ul className="dm-node-errors" role="alert">
           {errors.map((error, index) => (
@@ -57,7 +115,7 @@ function NodeCardImpl({ id, data, selected }: NodeProps<PipelineNode>) {
         </div>
       )}
       <div className="dm-node-handles">
-        {(nodeType?.handles ?? ["out"]).map((handle) => (
+        {handles.map((handle) => (
           <div key={handle} className={`dm-handle-row handle-${handle}`}>
             <span className="dm-handle-name">{handle}</span>
             <Handle
@@ -69,6 +127,7 @@ function NodeCardImpl({ id, data, selected }: NodeProps<PipelineNode>) {
           </div>
         ))}
       </div>
+      {container && <div className="dm-container-hint">Drop nodes here: they run once per iteration.</div>}
     </div>
   );
 }

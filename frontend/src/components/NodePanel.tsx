@@ -1,14 +1,17 @@
 // The side panel of the selected node: key, label, notes, its config form generated from
-// the type's JSON Schema, execution settings, the server's errors, and while a run is
-// shown, the node's state, records and log lines.
+// the type's JSON Schema, execution settings, the server's errors, Test node, and while a
+// run is shown, the node's state, records, output, log lines and Re-run from here.
 import type { RJSFSchema } from "@rjsf/utils";
 import { memo, useEffect, useMemo, useState } from "react";
-import { errorSchema, nodeFieldPath, readableField } from "../forms";
+import { EditorContext, useEditor } from "../context";
+import { errorSchema, expressionUiSchema, nodeFieldPath, readableField } from "../forms";
 import { KEY_PATTERN, type PipelineNodeData } from "../graph";
-import type { LiveView } from "../live";
-import type { FieldError, JsonObject, NodeType } from "../types";
+import { isFinished, type LiveView } from "../live";
+import type { FieldError, JsonObject, NodeType, ParameterDefinition } from "../types";
 import { LogPanel } from "./LogPanel";
+import { NodeOutput } from "./NodeOutput";
 import { SchemaForm } from "./SchemaForm";
+import { TestNodePanel } from "./TestNodePanel";
 
 interface Props {
   nodeKey: string;
@@ -17,6 +20,10 @@ interface Props {
   settingsSchema: RJSFSchema;
   errors: FieldError[];
   live: LiveView | null;
+  /** The saved pipeline's parameters (a test resolves `{{ params.x }}` with them). */
+  definitions: ParameterDefinition[];
+  /** Re-run the shown run from this node (once it has finished). */
+  onRerun: (key: string) => void;
   /** Renames the node; returns why the key was refused, or null. */
   onRename: (key: string, newKey: string) => string | null;
   onChange: (key: string, patch: Partial<PipelineNodeData>) => void;
@@ -61,6 +68,8 @@ export const NodePanel = memo(function NodePanel({
   settingsSchema,
   errors,
   live,
+  definitions,
+  onRerun,
   onRename,
   onChange,
 }: Props) {
@@ -76,6 +85,13 @@ export const NodePanel = memo(function NodePanel({
     (e) => nodeFieldPath(e.field, "config") === null && nodeFieldPath(e.field, "settings") === null,
   );
   const nodeRun = live?.nodes.get(nodeKey);
+  const configUi = useMemo(() => expressionUiSchema(nodeType?.expression_fields ?? []), [nodeType]);
+  // A node's config refers to other nodes' outputs, not to its own.
+  const editor = useEditor();
+  const otherNodes = useMemo(
+    () => editor && { ...editor, nodeKeys: editor.nodeKeys.filter((key) => key !== nodeKey) },
+    [editor, nodeKey],
+  );
 
   return (
     <div className="dm-panel-body" data-node={nodeKey}>
@@ -102,6 +118,17 @@ export const NodePanel = memo(function NodePanel({
           </span>
           {nodeRun.attempt > 1 && <span>attempt {nodeRun.attempt}</span>}
           {nodeRun.error && <div className="error-box">{nodeRun.error}</div>}
+          {isFinished(live?.run?.state) && (
+            <button type="button" id="rerun-from-node" onClick={() => onRerun(nodeKey)}>
+              Re-run from here
+            </button>
+          )}
+        </section>
+      )}
+      {nodeRun?.output != null && (
+        <section className="dm-node-output" aria-label="Output in the run">
+          <h3>Output</h3>
+          <NodeOutput output={nodeRun.output} />
         </section>
       )}
       {live && <LogPanel logs={live.logs} nodeKey={nodeKey} />}
@@ -128,16 +155,20 @@ export const NodePanel = memo(function NodePanel({
       {nodeType && (
         <section className="dm-config" aria-label="Configuration">
           <h3>Configuration</h3>
-          <SchemaForm<JsonObject>
-            key={`config-${nodeKey}`}
-            id="config"
-            schema={nodeType.config_schema}
-            value={data.config}
-            serverErrors={configErrors}
-            onChange={(config) => change({ config })}
-          />
+          <EditorContext.Provider value={otherNodes}>
+            <SchemaForm<JsonObject>
+              key={`config-${nodeKey}`}
+              id="config"
+              schema={nodeType.config_schema}
+              value={data.config}
+              serverErrors={configErrors}
+              uiSchema={configUi}
+              onChange={(config) => change({ config })}
+            />
+          </EditorContext.Provider>
         </section>
       )}
+      <TestNodePanel nodeKey={nodeKey} config={data.config} definitions={definitions} />
       <details className="dm-settings">
         <summary>Execution settings</summary>
         <SchemaForm<JsonObject>
