@@ -25,11 +25,20 @@ def api_client():
     return APIClient()
 
 
+def api_client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
 @pytest.fixture
 def alice_api(alice):
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
+    return api_client_for(alice)
+
+
+@pytest.fixture
+def bob_api(bob):
+    return api_client_for(bob)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -16,6 +16,11 @@ export class ApiError extends Error {
   }
 }
 
+/** A failure in words: an ApiError's message, or the failure as text. */
+export function problemText(problem: unknown): string {
+  return problem instanceof ApiError ? problem.message : String(problem);
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -2,7 +2,7 @@
 // names for anyOf options, server errors as rjsf error schemas, and the run form's schema
 // built from the pipeline's parameter definitions.
 import type { ErrorSchema, RJSFSchema, RJSFValidationError, UiSchema } from "@rjsf/utils";
-import type { JsonObject, ParameterDefinition } from "./types";
+import type { FieldError, JsonObject, ParameterDefinition } from "./types";
 
 function isObject(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -96,6 +96,16 @@ export function errorSchema(pairs: [string[], string][]): ErrorSchema {
   return root as ErrorSchema;
 }
 
+/** The server's errors about one part of what was sent (`params.`, `parameters`), as the
+ * error schema of the form that edits that part: `params.limit` is the field `limit`. */
+export function errorSchemaUnder(errors: FieldError[], prefix: string): ErrorSchema {
+  return errorSchema(
+    errors
+      .filter((e) => e.field.startsWith(prefix))
+      .map((e): [string[], string] => [pathParts(e.field).slice(1), e.message]),
+  );
+}
+
 /** A server error about a node's `config` (or `settings`), as the path inside it; null
  * when the error is about something else of the node (its key, its edges…). */
 export function nodeFieldPath(field: string, section: "config" | "settings"): string[] | null {
@@ -153,6 +163,11 @@ export function runParametersSchema(definitions: ParameterDefinition[]): RJSFSch
     properties[definition.name] = field;
   }
   return { type: "object", properties, required };
+}
+
+/** A run's values before anything is typed: each parameter's default, where it has one. */
+export function parameterDefaults(definitions: ParameterDefinition[]): JsonObject {
+  return Object.fromEntries(definitions.filter((d) => d.default != null).map((d) => [d.name, d.default]));
 }
 
 /** The parameters form's schema: the document's own, with `default` and `choices` edited

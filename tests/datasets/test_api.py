@@ -9,7 +9,6 @@ from django.core.management import call_command
 from django.test import AsyncClient
 import pyarrow.parquet as pq
 import pytest
-from rest_framework.test import APIClient
 
 from datasets import services
 from datasets.models import Dataset, DatasetVersion
@@ -17,13 +16,6 @@ from tests.datasets import builders
 from tests.datasets.conftest import stored_files
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def bob_api(bob):
-    client = APIClient()
-    client.force_authenticate(bob)
-    return client
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import contextlib
-import io
 import os
 from pathlib import Path
 import re
@@ -20,11 +19,9 @@ import urllib.error
 import urllib.request
 
 from django.conf import settings
-import orjson
 import pytest
 
 from datamate.embedded_redis import free_port
-from datasets import services as dataset_services
 from tests.engine import workers
 from tests.engine.conftest import engine, engine_logs, processes  # noqa: F401
 
@@ -163,11 +160,3 @@ def save_version(page, message: str) -> None:
 def open_designer(page, pipeline) -> None:
     page.goto(f"/pipelines/{pipeline.pk}/designer/")
     page.locator(".dm-dirty").get_by_text("All changes saved").wait_for()
-
-
-def make_dataset(owner, name: str, records: list[dict]):
-    """A dataset with one version holding these records."""
-    dataset = dataset_services.create_dataset(owner=owner, name=name)
-    data = b"".join(orjson.dumps(record) + b"\n" for record in records)
-    dataset_services.import_version(dataset, dataset_services.Source.upload(io.BytesIO(data), f"{name}.jsonl"))
-    return dataset

@@ -4,16 +4,13 @@ var/test-artifacts/designer/ (printed at the end of each test)."""
 
 from __future__ import annotations
 
-import io
-
-import orjson
 from playwright.sync_api import expect
 import pytest
 
-from datasets import services as dataset_services
 from pipelines.engine.states import RunState
 from pipelines.models import Pipeline, Run
-from tests.designer.conftest import log_in
+from tests.designer.conftest import connect, drop_from_palette, log_in, node, save_version
+from tests.engine.conftest import make_dataset
 from tests.factories import create_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -25,35 +22,9 @@ CORPUS = [
 ]
 
 
-def node(page, key: str):
-    return page.locator(f'.react-flow__node[data-id="{key}"]')
-
-
-def handle(page, key: str, name: str):
-    return node(page, key).locator(f'.react-flow__handle[data-handleid="{name}"]')
-
-
-def drop_from_palette(page, type_key: str, x: int, y: int) -> None:
-    item = f'.dm-palette-item[data-type="{type_key}"]'
-    page.drag_and_drop(item, ".react-flow__pane", target_position={"x": x, "y": y})
-
-
-def connect(page, source: str, source_handle: str, target: str) -> None:
-    handle(page, source, source_handle).drag_to(handle(page, target, "in"))
-
-
-def save(page, message: str) -> None:
-    page.click("#save")
-    page.fill("#save-message", message)
-    page.click(".dm-dialog button[type=submit]")
-
-
 @pytest.fixture
 def corpus(alice):
-    dataset = dataset_services.create_dataset(owner=alice, name="raw")
-    data = b"".join(orjson.dumps(record) + b"\n" for record in CORPUS)
-    dataset_services.import_version(dataset, dataset_services.Source.upload(io.BytesIO(data), "raw.jsonl"))
-    return dataset
+    return make_dataset(alice, "raw", CORPUS)
 
 
 def test_build_save_fix_and_run_a_pipeline_live(engine, page, alice, corpus):
@@ -86,7 +57,7 @@ def test_build_save_fix_and_run_a_pipeline_live(engine, page, alice, corpus):
     shot("connected-cycle-refused")
 
     # Saved half-configured: the server's errors show on the nodes and next to their fields.
-    save(page, "First draft")
+    save_version(page, "First draft")
     expect(page.locator("#notice")).to_contain_text("Not saved: 2 problems")
     errors = {key: node(page, key).locator(".dm-node-errors") for key in ("input_dataset_1", "data_cleaning_1")}
     expect(errors["input_dataset_1"]).to_contain_text("config.dataset is required")
@@ -114,7 +85,7 @@ def test_build_save_fix_and_run_a_pipeline_live(engine, page, alice, corpus):
     expect(node(page, "data_cleaning_1").locator(".dm-node-notes")).to_have_text("Drops exact duplicates")
     shot("configured")
 
-    save(page, "Read the dataset from a parameter")
+    save_version(page, "Read the dataset from a parameter")
     expect(page.locator("#notice .dm-notice-text")).to_have_text("Saved as version v2.")
     expect(page.locator(".dm-version")).to_have_text("v2")
     expect(page.locator(".dm-dirty")).to_have_text("All changes saved")

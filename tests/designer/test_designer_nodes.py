@@ -20,13 +20,12 @@ from tests.designer.conftest import (
     connect,
     drop_from_palette,
     log_in,
-    make_dataset,
     node,
     open_designer,
     save_version,
 )
-from tests.engine.conftest import node_states, wait_for_run
-from tests.factories import create_pipeline
+from tests.engine.conftest import make_dataset, node_states, wait_for_run
+from tests.factories import create_pipeline, edge
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -56,39 +55,35 @@ def raw(alice):
     return make_dataset(alice, "raw", CORPUS)
 
 
-def curate_document(**clean_config) -> dict:
+def read_step_write(name: str, source: str, step: dict, output: str, **fields) -> dict:
+    """read `source` → `step` → write `output`, left to right."""
     return {
-        "name": "Curate",
-        "parameters": [
+        "name": name,
+        **fields,
+        "nodes": [
+            {"key": "read", "type": "input_dataset", "config": {"dataset": source}},
+            {**step, "position": {"x": 300, "y": 0}},
+            {"key": "write", "type": "output_dataset", "config": {"dataset": output}, "position": {"x": 600, "y": 0}},
+        ],
+        "edges": [edge("read", step["key"]), edge(step["key"], "write")],
+    }
+
+
+def curate_document(**clean_config) -> dict:
+    operators = [
+        {"name": "text_length", "config": {"min_length": "{{ params.min_len }}"}},
+        {"name": "exact_dedup", "config": {}},
+    ]
+    return read_step_write(
+        "Curate",
+        "{{ params.source }}",
+        {"key": "clean", "type": "data_cleaning", "config": clean_config or {"operators": operators}},
+        "curated",
+        parameters=[
             {"name": "source", "type": "dataset", "default": "raw"},
             {"name": "min_len", "type": "integer", "default": 20},
         ],
-        "nodes": [
-            {"key": "read", "type": "input_dataset", "config": {"dataset": "{{ params.source }}"}},
-            {
-                "key": "clean",
-                "type": "data_cleaning",
-                "config": clean_config
-                or {
-                    "operators": [
-                        {"name": "text_length", "config": {"min_length": "{{ params.min_len }}"}},
-                        {"name": "exact_dedup", "config": {}},
-                    ]
-                },
-                "position": {"x": 300, "y": 0},
-            },
-            {
-                "key": "write",
-                "type": "output_dataset",
-                "config": {"dataset": "curated"},
-                "position": {"x": 600, "y": 0},
-            },
-        ],
-        "edges": [
-            {"source": "read", "source_handle": "out", "target": "clean"},
-            {"source": "clean", "source_handle": "out", "target": "write"},
-        ],
-    }
+    )
 
 
 def test_dataset_picker_reference_completion_and_the_operator_chain(engine, page, alice, raw):
@@ -98,7 +93,7 @@ def test_dataset_picker_reference_completion_and_the_operator_chain(engine, page
     document["nodes"].append(
         {"key": "enough", "type": "condition", "config": {"expression": "true"}, "position": {"x": 600, "y": 250}}
     )
-    document["edges"].append({"source": "clean", "source_handle": "out", "target": "enough"})
+    document["edges"].append(edge("clean", "enough"))
     pipeline = create_pipeline(alice, document)
     log_in(page, "alice")
     open_designer(page, pipeline)
@@ -313,26 +308,8 @@ def test_a_nodes_output_logs_rerun_from_here_with_edited_parameters(engine, page
 
 def test_cancel_a_running_pipeline_from_the_canvas(engine, page, alice, raw):
     shot = page.screenshots
-    pipeline = create_pipeline(
-        alice,
-        {
-            "name": "Slow",
-            "nodes": [
-                {"key": "read", "type": "input_dataset", "config": {"dataset": "raw"}},
-                {"key": "pause", "type": "wait", "config": {"duration_seconds": 120}, "position": {"x": 300, "y": 0}},
-                {
-                    "key": "write",
-                    "type": "output_dataset",
-                    "config": {"dataset": "late"},
-                    "position": {"x": 600, "y": 0},
-                },
-            ],
-            "edges": [
-                {"source": "read", "source_handle": "out", "target": "pause"},
-                {"source": "pause", "source_handle": "out", "target": "write"},
-            ],
-        },
-    )
+    pause = {"key": "pause", "type": "wait", "config": {"duration_seconds": 120}}
+    pipeline = create_pipeline(alice, read_step_write("Slow", "raw", pause, "late"))
     log_in(page, "alice")
     open_designer(page, pipeline)
     page.click("#execute")

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines import schedules
 from pipelines.models import Schedule
-from tests.designer.conftest import log_in
+from tests.designer.conftest import log_in, open_designer
 from tests.factories import create_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -29,7 +29,7 @@ def test_create_a_schedule_and_read_its_next_fire_times(engine, page, alice):
     shot = page.screenshots
     pipeline = create_pipeline(alice, DOCUMENT)
     log_in(page, "alice")
-    page.goto(f"/pipelines/{pipeline.pk}/designer/")
+    open_designer(page, pipeline)
     page.click("#schedules")
     expect(page.locator(".dm-dialog")).to_contain_text("No schedules yet.")
     page.click("#new-schedule")

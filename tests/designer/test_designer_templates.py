@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import services
 from pipelines.models import Pipeline, Template
-from tests.designer.conftest import log_in
+from tests.designer.conftest import log_in, open_designer
 from tests.factories import create_pipeline, edge
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -43,7 +43,7 @@ def test_save_as_template_then_create_a_pipeline_from_it(engine, page, alice):
     shot = page.screenshots
     pipeline = create_pipeline(alice, DOCUMENT)
     log_in(page, "alice")
-    page.goto(f"/pipelines/{pipeline.pk}/designer/")
+    open_designer(page, pipeline)
 
     page.click("#save-as-template")
     expect(page.locator("#template-name")).to_have_value("Curate news")

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines import services
 from pipelines.models import Pipeline
-from tests.designer.conftest import log_in
+from tests.designer.conftest import log_in, open_designer
 from tests.factories import create_pipeline, edge
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -60,7 +60,7 @@ def test_see_an_older_version_and_its_changes_then_restore_it(engine, page, alic
     pipeline = create_pipeline(alice, V1)
     services.save_graph(pipeline, V2, author=alice, message="Longer texts only, archived")
     log_in(page, "alice")
-    page.goto(f"/pipelines/{pipeline.pk}/designer/")
+    open_designer(page, pipeline)
     expect(page.locator(".dm-version")).to_have_text("v2")
 
     # The list: newest first, each with its author, time and message.

@@ -6,9 +6,8 @@ import pytest
 from nodes.saved_tasks import create_saved_task, update_saved_task
 from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun
-from tests.engine.conftest import wait_for_run
-from tests.engine.test_shards import all_records, dataset_of, edge, node
-from tests.factories import create_pipeline
+from tests.engine.conftest import all_records, make_dataset, node, wait_for_run
+from tests.factories import create_pipeline, edge
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +29,8 @@ def texts(node_run):
 
 
 def test_the_same_config_of_two_owners_never_shares_a_cached_result(engine, alice, bob):
-    dataset_of(alice, "docs", [{"text": "alice's secret"}])
-    dataset_of(bob, "docs", [{"text": "bob's own"}])
+    make_dataset(alice, "docs", [{"text": "alice's secret"}])
+    make_dataset(bob, "docs", [{"text": "bob's own"}])
     assert texts(run_of(alice, reader())["read"]) == ["alice's secret"]
     bobs = run_of(bob, reader())["read"]
     assert bobs.state == "succeeded"  # executed, not `cached` from alice's run
@@ -42,7 +41,7 @@ def test_a_new_dataset_version_is_not_served_from_the_cache(engine, alice):
     from datasets import services
     from datasets.models import Dataset
 
-    dataset_of(alice, "docs", [{"text": "first"}])
+    make_dataset(alice, "docs", [{"text": "first"}])
     assert run_of(alice, reader())["read"].state == "succeeded"
     assert run_of(alice, reader())["read"].state == "cached"
     dataset = Dataset.objects.get(owner=alice, name="docs")
@@ -52,7 +51,7 @@ def test_a_new_dataset_version_is_not_served_from_the_cache(engine, alice):
 
 
 def test_a_saved_cleaning_task_runs_and_an_edit_to_it_is_not_served_from_the_cache(engine, alice):
-    dataset_of(alice, "docs", [{"text": "  Hello   there  "}, {"text": "hi"}])
+    make_dataset(alice, "docs", [{"text": "  Hello   there  "}, {"text": "hi"}])
     task = create_saved_task(
         owner=alice,
         kind="cleaning",
@@ -80,7 +79,7 @@ def test_a_saved_cleaning_task_runs_and_an_edit_to_it_is_not_served_from_the_cac
 
 
 def test_a_missing_saved_task_fails_the_node_naming_it(engine, alice):
-    dataset_of(alice, "docs", [{"text": "x"}])
+    make_dataset(alice, "docs", [{"text": "x"}])
     document = {
         "name": "missing",
         "nodes": [node("read", "input_dataset", dataset="docs"), node("clean", "data_cleaning", task="nope")],

@@ -3,19 +3,17 @@
 The worker process shares the suite's var dir, so it reads and writes the same storage
 (MEDIA_ROOT) and import root (DATAMATE_IMPORT_ROOTS) as this process."""
 
-import io
 from pathlib import Path
 
 from django.conf import settings
-import orjson
 import pytest
 
 from datasets import records, services
 from datasets.models import Dataset, DatasetVersion
 from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun
-from tests.engine.conftest import node_states, outputs, wait_for_run
-from tests.factories import create_pipeline
+from tests.engine.conftest import all_records, make_dataset, node, node_states, outputs, wait_for_run
+from tests.factories import create_pipeline, edge
 
 pytestmark = pytest.mark.slow
 
@@ -27,24 +25,9 @@ CORPUS = [
 ]
 
 
-def node(key, type_, **config):
-    return {"key": key, "type": type_, "config": config}
-
-
-def edge(source, target):
-    return {"source": source, "source_handle": "out", "target": target}
-
-
-def all_records(manifest) -> list[dict]:
-    return [record for batch in records.iter_records(manifest) for record in batch]
-
-
 @pytest.fixture
 def corpus(alice):
-    dataset = services.create_dataset(owner=alice, name="raw")
-    data = b"".join(orjson.dumps(record) + b"\n" for record in CORPUS)
-    services.import_version(dataset, services.Source.upload(io.BytesIO(data), "raw.jsonl"))
-    return dataset
+    return make_dataset(alice, "raw", CORPUS)
 
 
 def curate_document(mode="overwrite"):

@@ -1,20 +1,17 @@
 """Data Synthesis and Data Annotation calling a model: a real chat-completions server in this
 process (tests/chat_server.py), real runs on a real worker process, real stored secrets."""
 
-import io
 import json
 
-import orjson
 import pytest
 
-from datasets import records, services
 from nodes import registry, secrets
 from pipelines.engine.runs import start_run
 from pipelines.graph_validation import validate_document
 from pipelines.models import NodeRunLog
 from tests.chat_server import ChatServer
-from tests.engine.conftest import outputs, wait_for_run
-from tests.factories import create_pipeline
+from tests.engine.conftest import all_records, make_dataset, node, outputs, wait_for_run
+from tests.factories import create_pipeline, edge
 
 KEY = "sk-stored-7d1e0c55aa"
 TEXTS = [
@@ -22,18 +19,6 @@ TEXTS = [
     "The weather in the mountains changes quickly.",
     "The match ended two to one after extra time.",
 ]
-
-
-def node(key, type_, **config):
-    return {"key": key, "type": type_, "config": config}
-
-
-def edge(source, target):
-    return {"source": source, "source_handle": "out", "target": target}
-
-
-def all_records(manifest) -> list[dict]:
-    return [record for batch in records.iter_records(manifest) for record in batch]
 
 
 @pytest.fixture
@@ -44,10 +29,7 @@ def server():
 
 @pytest.fixture
 def notes(alice):
-    dataset = services.create_dataset(owner=alice, name="notes")
-    data = b"".join(orjson.dumps({"id": n, "text": text}) + b"\n" for n, text in enumerate(TEXTS, 1))
-    services.import_version(dataset, services.Source.upload(io.BytesIO(data), "notes.jsonl"))
-    return dataset
+    return make_dataset(alice, "notes", [{"id": n, "text": text} for n, text in enumerate(TEXTS, 1)])
 
 
 def model_config(server, **config):
@@ -58,6 +40,27 @@ def run_document(alice, document, params=None):
     return wait_for_run(start_run(create_pipeline(alice, document), params or {}, user=alice), timeout=60)
 
 
+def one_node(key, type_, **config) -> dict:
+    """A document of one node, named after it."""
+    return {"name": key, "nodes": [node(key, type_, **config)]}
+
+
+def notes_into(key, type_, **config) -> dict:
+    """A document: the `notes` dataset read into one node, named after it."""
+    return {
+        "name": key,
+        "nodes": [node("read", "input_dataset", dataset="notes"), node(key, type_, **config)],
+        "edges": [edge("read", key)],
+    }
+
+
+def succeeded_output(alice, document, key) -> dict:
+    """Runs the document and, once it has succeeded, returns the output of node `key`."""
+    run = run_document(alice, document)
+    assert run.state == "succeeded", run.error
+    return outputs(run)[key]
+
+
 # --- synthesis ------------------------------------------------------------------------
 
 
@@ -65,25 +68,18 @@ def run_document(alice, document, params=None):
 def test_synthesis_asks_per_record_and_sample_parses_json_and_sums_tokens(engine, alice, alice_api, server, notes):
     secrets.create_secret(owner=alice, name="llm", value=KEY)
     server.answer = lambda prompt, body: json.dumps({"question": f"Q: {prompt}", "answer": "42", "extra": 1})
-    document = {
-        "name": "quiz",
-        "nodes": [
-            node("read", "input_dataset", dataset="notes"),
-            node(
-                "quiz",
-                "data_synthesis",
-                **model_config(server),
-                api_key_secret="llm",
-                system_prompt="You write quiz questions.",
-                prompt_template="Ask about {{ record.text }} (take {{ sample }})",
-                json_fields=["question", "answer"],
-                samples_per_record=2,
-                concurrency=2,
-                temperature=0.7,
-            ),
-        ],
-        "edges": [edge("read", "quiz")],
-    }
+    document = notes_into(
+        "quiz",
+        "data_synthesis",
+        **model_config(server),
+        api_key_secret="llm",
+        system_prompt="You write quiz questions.",
+        prompt_template="Ask about {{ record.text }} (take {{ sample }})",
+        json_fields=["question", "answer"],
+        samples_per_record=2,
+        concurrency=2,
+        temperature=0.7,
+    )
     run = run_document(alice, document)
     assert run.state == "succeeded", run.error
     out = outputs(run)["quiz"]
@@ -153,22 +149,15 @@ def test_synthesis_from_a_parameter_driven_seed_list(engine, alice, server):
 def test_429s_are_retried_and_concurrency_stays_bounded_in_a_run(engine, alice, server):
     server.fail_first, server.fail_status, server.retry_after = 2, 429, "1"
     server.delay = 0.2
-    document = {
-        "name": "busy",
-        "nodes": [
-            node(
-                "ask",
-                "data_synthesis",
-                **model_config(server),
-                seeds=list(range(9)),
-                prompt_template="number {{ seed }}",
-                concurrency=3,
-            )
-        ],
-    }
-    run = run_document(alice, document)
-    assert run.state == "succeeded", run.error
-    out = outputs(run)["ask"]
+    document = one_node(
+        "ask",
+        "data_synthesis",
+        **model_config(server),
+        seeds=list(range(9)),
+        prompt_template="number {{ seed }}",
+        concurrency=3,
+    )
+    out = succeeded_output(alice, document, "ask")
     assert out["count"] == 9 and out["retries"] == 2 and out["requests"] == 9
     assert server.calls == 11
     assert server.max_in_flight == 3
@@ -179,16 +168,15 @@ def test_429s_are_retried_and_concurrency_stays_bounded_in_a_run(engine, alice, 
 def test_replies_that_are_not_the_json_asked_for_are_counted_and_sampled(engine, alice, server):
     answers = {"0": '{"title": "fine"}', "1": "Sure! The title is: fine", "2": '{"name": "x"}', "3": '{"title": "ok"}'}
     server.answer = lambda prompt, body: answers[prompt]
-    document = {
-        "name": "json",
-        "nodes": [
-            node("ask", "data_synthesis", **model_config(server), seeds=list(range(4)), prompt_template="{{ seed }}")
-        ],
-    }
-    document["nodes"][0]["config"]["json_fields"] = ["title"]
-    run = run_document(alice, document)
-    assert run.state == "succeeded", run.error
-    out = outputs(run)["ask"]
+    document = one_node(
+        "ask",
+        "data_synthesis",
+        **model_config(server),
+        seeds=list(range(4)),
+        prompt_template="{{ seed }}",
+        json_fields=["title"],
+    )
+    out = succeeded_output(alice, document, "ask")
     assert [r["title"] for r in all_records(out["manifest"])] == ["fine", "ok"]
     assert out["failures"] == {"invalid_json": 1, "missing_fields": 1}
     (not_json,) = out["failure_samples"]["invalid_json"]
@@ -200,18 +188,13 @@ def test_replies_that_are_not_the_json_asked_for_are_counted_and_sampled(engine,
 @pytest.mark.slow
 def test_a_node_whose_requests_all_fail_fails_with_the_reason(engine, alice, server):
     server.fail_first, server.fail_status = 1000, 500
-    document = {
-        "name": "down",
-        "nodes": [
-            node(
-                "ask",
-                "data_synthesis",
-                **model_config(server, max_retries=1),
-                seeds=["a", "b", "c"],
-                prompt_template="{{ seed }}",
-            )
-        ],
-    }
+    document = one_node(
+        "ask",
+        "data_synthesis",
+        **model_config(server, max_retries=1),
+        seeds=["a", "b", "c"],
+        prompt_template="{{ seed }}",
+    )
     run = run_document(alice, document)
     assert run.state == "failed"
     assert "max_failure_rate: 3 of 3 requests failed (http_500: 3)" in run.error
@@ -221,7 +204,7 @@ def test_a_node_whose_requests_all_fail_fails_with_the_reason(engine, alice, ser
 @pytest.mark.slow
 def test_a_server_variable_cannot_be_sent_as_the_key(engine, alice, server):
     config = model_config(server, prompt_template="hi", api_key_env="DATABASE_URL")
-    errors = validate_document({"name": "leak", "nodes": [node("ask", "data_synthesis", **config)]})
+    errors = validate_document(one_node("ask", "data_synthesis", **config))
     assert [(e.field, e.message) for e in errors] == [
         (
             "nodes[0].config.api_key_env",
@@ -255,26 +238,17 @@ def judge(prompt: str, body: dict) -> str:
 @pytest.mark.slow
 def test_model_annotation_labels_scores_and_refuses_labels_outside_the_set(engine, alice, server, notes):
     server.answer = judge
-    document = {
-        "name": "label",
-        "nodes": [
-            node("read", "input_dataset", dataset="notes"),
-            node(
-                "label",
-                "data_annotation",
-                **model_config(server),
-                method="model",
-                labels=["math", "weather", "other"],
-                default_label="other",
-                instruction="Sports count as other.",
-                score_field="quality",
-            ),
-        ],
-        "edges": [edge("read", "label")],
-    }
-    run = run_document(alice, document)
-    assert run.state == "succeeded", run.error
-    out = outputs(run)["label"]
+    document = notes_into(
+        "label",
+        "data_annotation",
+        **model_config(server),
+        method="model",
+        labels=["math", "weather", "other"],
+        default_label="other",
+        instruction="Sports count as other.",
+        score_field="quality",
+    )
+    out = succeeded_output(alice, document, "label")
     assert [(r["id"], r["label"], r["quality"]) for r in all_records(out["manifest"])] == [
         (1, "math", 0.9),
         (2, "weather", 0.3),
@@ -292,24 +266,15 @@ def test_model_annotation_labels_scores_and_refuses_labels_outside_the_set(engin
 
 @pytest.mark.slow
 def test_rule_annotation_with_a_heuristic_score_needs_no_model(engine, alice, notes):
-    document = {
-        "name": "rules",
-        "nodes": [
-            node("read", "input_dataset", dataset="notes"),
-            node(
-                "label",
-                "data_annotation",
-                labels=["math", "other"],
-                rules={"math": ["fraction"]},
-                default_label="other",
-                score_field="quality",
-            ),
-        ],
-        "edges": [edge("read", "label")],
-    }
-    run = run_document(alice, document)
-    assert run.state == "succeeded", run.error
-    out = outputs(run)["label"]
+    document = notes_into(
+        "label",
+        "data_annotation",
+        labels=["math", "other"],
+        rules={"math": ["fraction"]},
+        default_label="other",
+        score_field="quality",
+    )
+    out = succeeded_output(alice, document, "label")
     labelled = all_records(out["manifest"])
     assert [r["label"] for r in labelled] == ["math", "other", "other"]
     assert all(0 < r["quality"] <= 1 for r in labelled)

@@ -7,8 +7,7 @@ import pytest
 from datasets import services
 from datasets.models import Dataset
 from pipelines.engine.runs import start_run
-from tests.engine.conftest import node_states, outputs, wait_for_run
-from tests.engine.test_shards import all_records, dataset_of
+from tests.engine.conftest import all_records, make_dataset, node_states, outputs, wait_for_run
 from tests.factories import create_pipeline, example_document
 
 pytestmark = pytest.mark.slow
@@ -23,7 +22,7 @@ JUNK = ["<p>ok</p>", "<p>hi</p>", "<b>?</b>"]
 
 
 def run_example(owner, name, texts):
-    dataset_of(owner, name, [{"id": number, "text": text} for number, text in enumerate(texts)])
+    make_dataset(owner, name, [{"id": number, "text": text} for number, text in enumerate(texts)])
     run = start_run(create_pipeline(owner, example_document()), {"input_dataset": name}, user=owner)
     return wait_for_run(run, timeout=60)
 

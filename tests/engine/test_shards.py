@@ -6,7 +6,6 @@ import io
 import random
 
 from django.utils import timezone
-import orjson
 import pytest
 
 from datasets import records, services
@@ -15,30 +14,11 @@ from nodes.operators.chain import Chain
 from pipelines.engine import sweeper
 from pipelines.engine.runs import cancel, start_run
 from pipelines.models import NodeRun, NodeRunLog, NodeShard, Run
-from tests.engine.conftest import node_states, wait_for_run
+from tests.engine.conftest import all_records, make_dataset, node, node_states, wait_for_run
 from tests.engine.test_control import wait_until
-from tests.factories import create_pipeline
+from tests.factories import create_pipeline, edge
 
 pytestmark = pytest.mark.slow
-
-
-def node(key, type_, settings=None, **config):
-    return {"key": key, "type": type_, "config": config, "settings": settings or {}}
-
-
-def edge(source, target):
-    return {"source": source, "source_handle": "out", "target": target}
-
-
-def all_records(manifest) -> list[dict]:
-    return [record for batch in records.iter_records(manifest) for record in batch]
-
-
-def dataset_of(owner, name, rows) -> Dataset:
-    dataset = services.create_dataset(owner=owner, name=name)
-    data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
-    services.import_version(dataset, services.Source.upload(io.BytesIO(data), f"{name}.jsonl"))
-    return dataset
 
 
 def copy_pipeline(owner, dataset, settings=None, **config):
@@ -112,7 +92,7 @@ def test_concat_is_one_artifact_without_copying_and_verifies_its_parts():
 
 def test_a_sharded_node_runs_each_slice_as_a_task_and_merges_one_output(engine, alice):
     rows = [{"id": i, "text": f"record number {i}"} for i in range(100)]
-    dataset = dataset_of(alice, "numbers", rows)
+    dataset = make_dataset(alice, "numbers", rows)
     run = wait_for_run(start_run(copy_pipeline(alice, dataset, shards=4), user=alice), timeout=60)
     assert run.state == "succeeded", run.error
     copy = NodeRun.objects.get(run=run, node_key="copy")
@@ -137,7 +117,7 @@ def test_a_sharded_node_runs_each_slice_as_a_task_and_merges_one_output(engine, 
 
 
 def test_auto_runs_a_small_input_in_one_piece(engine, alice):
-    dataset = dataset_of(alice, "few", [{"id": i} for i in range(10)])
+    dataset = make_dataset(alice, "few", [{"id": i} for i in range(10)])
     run = wait_for_run(start_run(copy_pipeline(alice, dataset, shards="auto"), user=alice), timeout=30)
     assert run.state == "succeeded", run.error
     assert shard_rows(run) == []
@@ -192,7 +172,7 @@ def step_counts(report):
 
 
 def test_sharded_cleaning_routes_records_by_key_and_keeps_what_one_piece_keeps(engine, alice):
-    dataset = dataset_of(alice, "corpus", corpus())
+    dataset = make_dataset(alice, "corpus", corpus())
     whole = wait_for_run(start_run(cleaning_pipeline(alice, dataset, CHAIN, 1), user=alice), timeout=60)
     sharded = wait_for_run(start_run(cleaning_pipeline(alice, dataset, CHAIN, 3), user=alice), timeout=60)
     assert (whole.state, sharded.state) == ("succeeded", "succeeded"), (whole.error, sharded.error)
@@ -220,7 +200,7 @@ def test_sharded_cleaning_routes_records_by_key_and_keeps_what_one_piece_keeps(e
 
 
 def test_near_dedup_runs_as_one_shard_after_keyed_stages(engine, alice):
-    dataset = dataset_of(alice, "near", corpus(300, seed=5))
+    dataset = make_dataset(alice, "near", corpus(300, seed=5))
     operators = [*CHAIN[:3], {"name": "near_dedup", "config": {"threshold": 0.7}}]
     whole = wait_for_run(start_run(cleaning_pipeline(alice, dataset, operators, 1), user=alice), timeout=60)
     sharded = wait_for_run(start_run(cleaning_pipeline(alice, dataset, operators, 2), user=alice), timeout=60)
@@ -243,7 +223,7 @@ def test_near_dedup_runs_as_one_shard_after_keyed_stages(engine, alice):
 
 
 def test_a_failing_shard_is_retried_alone(engine, alice):
-    dataset = dataset_of(alice, "retry", [{"id": i} for i in range(40)])
+    dataset = make_dataset(alice, "retry", [{"id": i} for i in range(40)])
     pipeline = copy_pipeline(
         alice, dataset, settings={"retries": 2, "retry_backoff_seconds": 0.2}, shards=4, fail_on_id=17, fail_times=1
     )
@@ -257,7 +237,7 @@ def test_a_failing_shard_is_retried_alone(engine, alice):
 
 
 def test_a_shard_out_of_retries_fails_the_node_and_stops_the_others(engine, alice):
-    dataset = dataset_of(alice, "doomed", [{"id": i} for i in range(40)])
+    dataset = make_dataset(alice, "doomed", [{"id": i} for i in range(40)])
     pipeline = copy_pipeline(
         alice, dataset, settings={"retries": 1, "retry_backoff_seconds": 0.1}, shards=4, fail_on_id=3
     )
@@ -271,7 +251,7 @@ def test_a_shard_out_of_retries_fails_the_node_and_stops_the_others(engine, alic
 
 
 def test_cancel_stops_every_shard(engine, alice):
-    dataset = dataset_of(alice, "slow", [{"id": i} for i in range(20)])
+    dataset = make_dataset(alice, "slow", [{"id": i} for i in range(20)])
     run = start_run(copy_pipeline(alice, dataset, shards=4, sleep=20), user=alice)
     wait_until(lambda: NodeShard.objects.filter(node_run__run=run, state="running").count() == 2, message="2 shards")
     assert NodeRun.objects.get(run=run, node_key="copy").state == "waiting"  # no worker held by the node itself
@@ -288,7 +268,7 @@ def test_cancel_stops_every_shard(engine, alice):
 
 
 def test_kill_9_of_a_worker_mid_shard_reruns_only_the_lost_shards(engine, alice, processes):
-    dataset = dataset_of(alice, "chaos", [{"id": i} for i in range(30)])
+    dataset = make_dataset(alice, "chaos", [{"id": i} for i in range(30)])
     run = start_run(copy_pipeline(alice, dataset, shards=3, sleep=3), user=alice)
     wait_until(lambda: NodeShard.objects.filter(node_run__run=run, state="running").count() == 2, message="2 shards")
     processes.worker.kill()
@@ -305,7 +285,7 @@ def test_kill_9_of_a_worker_mid_shard_reruns_only_the_lost_shards(engine, alice,
 
 
 def test_the_sweeper_finishes_a_merge_whose_worker_died(engine, alice):
-    dataset_of(alice, "merge", [{"id": i} for i in range(12)])
+    make_dataset(alice, "merge", [{"id": i} for i in range(12)])
     pipeline = create_pipeline(
         alice,
         {
@@ -336,7 +316,7 @@ def test_the_sweeper_finishes_a_merge_whose_worker_died(engine, alice):
 
 
 def test_sharded_synthesis_and_annotation_number_and_count_records_across_shards(engine, alice):
-    dataset_of(alice, "items", [{"id": i, "text": "good" if i % 3 else "bad"} for i in range(90)])
+    make_dataset(alice, "items", [{"id": i, "text": "good" if i % 3 else "bad"} for i in range(90)])
     document = {
         "name": "synthesize and label",
         "nodes": [

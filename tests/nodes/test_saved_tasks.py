@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from nodes import saved_tasks
 from nodes.execution import NodeFailed
@@ -144,13 +143,6 @@ def test_data_collection_config_errors_name_the_field(settings):
 
 
 # --- API ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bob_api(bob):
-    client = APIClient()
-    client.force_authenticate(bob)
-    return client
 
 
 def test_api_create_list_filter_change_delete(alice_api):

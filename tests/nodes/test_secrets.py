@@ -4,7 +4,6 @@ import logging
 
 from django.test import Client
 import pytest
-from rest_framework.test import APIClient
 
 from nodes import secrets
 from nodes.models import Secret
@@ -12,13 +11,6 @@ from nodes.models import Secret
 pytestmark = pytest.mark.django_db
 
 VALUE = "sk-live-4f9a7c1e2b3d"
-
-
-@pytest.fixture
-def bob_api(bob):
-    client = APIClient()
-    client.force_authenticate(bob)
-    return client
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import {
   type Edge,
   type EdgeChange,
   type NodeChange,
-  type NodeTypes,
   type OnBeforeDelete,
   type OnConnectEnd,
   type OnNodeDrag,
@@ -21,6 +20,7 @@ import {
 import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent } from "react";
 import { ApiError, apiUrls, versionFromETag, type Api } from "../api";
 import { autoLayout } from "../CanvasLayout";
+import { FIT_VIEW, MIN_ZOOM, NODE_TYPES } from "../CanvasView";
 import { CanvasContext, EditorContext, once } from "../context";
 import { copyNodes, pasteNodes } from "../EditClipboard";
 import { useEditHistory, type Snapshot } from "../EditHistory";
@@ -57,7 +57,6 @@ import type {
   RunDetail,
 } from "../types";
 import { EditShortcuts } from "./EditShortcuts";
-import { NodeCard } from "./NodeCard";
 import { NodePanel } from "./NodePanel";
 import { DRAG_TYPE, Palette } from "./Palette";
 import { PipelinePanel } from "./PipelinePanel";
@@ -67,8 +66,6 @@ import { SchedulesButton } from "./SchedulesPanel";
 import { TemplateSaveButton } from "./TemplateSaveDialog";
 import { VersionsButton } from "./VersionsPanel";
 
-// Declared once at module scope, as React Flow asks (a new object per render remounts nodes).
-const NODE_TYPES: NodeTypes = { pipeline: NodeCard };
 const DELETE_KEYS = ["Delete", "Backspace"];
 const NO_ERRORS: FieldError[] = [];
 const NO_DEFINITIONS: ParameterDefinition[] = [];
@@ -526,7 +523,7 @@ export function Designer({ config, api }: { config: DesignerConfig; api: Api }) 
     checkpoint();
     const positions = autoLayout(nodes, edges, catalogue);
     setNodes(nodes.map((n) => ({ ...n, position: positions.get(n.id) ?? n.position })));
-    window.requestAnimationFrame(() => flow.fitView({ maxZoom: 1, duration: 200 }));
+    window.requestAnimationFrame(() => flow.fitView({ ...FIT_VIEW, duration: 200 }));
   };
 
   const onBeforeDelete: OnBeforeDelete<PipelineNode, PipelineEdge> = useCallback(async () => {
@@ -602,7 +599,7 @@ export function Designer({ config, api }: { config: DesignerConfig; api: Api }) 
     } else if (!ctrl && event.shiftKey && key === "l") {
       layout();
     } else if (!ctrl && event.shiftKey && key === "f") {
-      flow.fitView({ maxZoom: 1, duration: 200 });
+      flow.fitView({ ...FIT_VIEW, duration: 200 });
     } else if (event.key === "?") {
       setShowShortcuts((shown) => !shown);
     } else if (event.key === "Escape") {
@@ -674,7 +671,7 @@ export function Designer({ config, api }: { config: DesignerConfig; api: Api }) 
             <button type="button" id="auto-layout" disabled={!nodes.length} onClick={layout} title="Shift+L">
               Auto-layout
             </button>
-            <button type="button" onClick={() => flow.fitView({ maxZoom: 1, duration: 200 })}>
+            <button type="button" onClick={() => flow.fitView({ ...FIT_VIEW, duration: 200 })}>
               Fit view
             </button>
             <button
@@ -771,10 +768,10 @@ export function Designer({ config, api }: { config: DesignerConfig; api: Api }) 
                   onConnectEnd={onConnectEnd}
                   isValidConnection={isValidConnection}
                   deleteKeyCode={DELETE_KEYS}
-                  minZoom={0.1}
+                  minZoom={MIN_ZOOM}
                   // Fit a loaded graph once; an empty one keeps its view, so the first drop does not jump.
                   fitView={initialNodes > 0}
-                  fitViewOptions={{ maxZoom: 1 }}
+                  fitViewOptions={FIT_VIEW}
                 >
                   <Background />
                   <Controls />

@@ -1,5 +1,6 @@
 // A modal <dialog>: Escape and the Cancel button close it; focus stays inside, and so do
-// keys: Delete or Ctrl+Z typed here never edit the canvas behind it.
+// keys: Delete or Ctrl+Z typed here never edit the canvas behind it. Its form's buttons:
+// Cancel, and submit, which says while it is busy.
 import { useEffect, useRef, type ReactNode } from "react";
 
 interface Props {
@@ -8,11 +9,11 @@ interface Props {
   children: ReactNode;
   /** e.g. "dm-dialog-wide" (schedules) or "dm-dialog-full" (version history). */
   className?: string;
-  /** Shown right of the title, e.g. a Close button. */
-  actions?: ReactNode;
+  /** A Close button right of the title, for a dialog without a Cancel of its own. */
+  closeButton?: boolean;
 }
 
-export function Dialog({ title, onClose, children, className, actions }: Props) {
+export function Dialog({ title, onClose, children, className, closeButton = false }: Props) {
   const ref = useRef<HTMLDialogElement>(null);
   useEffect(() => {
     const dialog = ref.current;
@@ -34,15 +35,38 @@ export function Dialog({ title, onClose, children, className, actions }: Props) 
         if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "s") event.preventDefault();
       }}
     >
-      {actions ? (
+      {closeButton ? (
         <div className="dm-dialog-head">
           <h2>{title}</h2>
-          {actions}
+          <button type="button" onClick={onClose}>
+            Close
+          </button>
         </div>
       ) : (
         <h2>{title}</h2>
       )}
       {children}
     </dialog>
+  );
+}
+
+interface FormButtonsProps {
+  label: string;
+  busy: boolean;
+  onCancel: () => void;
+  /** e.g. "save-schedule" */
+  id?: string;
+}
+
+export function FormButtons({ label, busy, onCancel, id }: FormButtonsProps) {
+  return (
+    <div className="dm-dialog-actions">
+      <button type="button" onClick={onCancel}>
+        Cancel
+      </button>
+      <button type="submit" className="primary" id={id} disabled={busy}>
+        {busy ? "Saving…" : label}
+      </button>
+    </div>
   );
 }

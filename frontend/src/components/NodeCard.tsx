@@ -4,8 +4,8 @@
 import { Handle, Position, useUpdateNodeInternals, type NodeProps } from "@xyflow/react";
 import { memo, useEffect, useRef, useState } from "react";
 import { useCanvas } from "../context";
-import { readableField } from "../forms";
 import { INPUT_HANDLE, type PipelineNode } from "../graph";
+import { ErrorList } from "./ErrorList";
 
 function percent(progress: number | null, state: string): number {
   if (state === "succeeded" || state === "cached") return 100;
@@ -94,15 +94,7 @@ function NodeCardImpl({ id, data, selected }: NodeProps<PipelineNode>) {
       <div className="dm-node-title">{data.label || typeLabel}</div>
       <div className="dm-node-key">{id}</div>
       <NodeNotes nodeKey={id} notes={data.notes} selected={selected} />
-      {errors.length > 0 && (
-        <ul className="dm-node-errors" role="alert">
-          {errors.map((error, index) => (
-            <li key={index}>
-              {error.field && <strong>{readableField(error.field)}</strong>} {error.message}
-            </li>
-          ))}
-        </ul>
-      )}
+      <ErrorList errors={errors} className="dm-node-errors" />
       {nodeRun && (
         <div className="dm-node-run">
           <div className="bar" title={`${percent(nodeRun.progress, nodeRun.state)}%`}>

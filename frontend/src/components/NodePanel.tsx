@@ -4,10 +4,11 @@
 import type { RJSFSchema } from "@rjsf/utils";
 import { memo, useEffect, useMemo, useState } from "react";
 import { EditorContext, useEditor } from "../context";
-import { errorSchema, expressionUiSchema, nodeFieldPath, readableField } from "../forms";
+import { errorSchema, expressionUiSchema, nodeFieldPath } from "../forms";
 import { KEY_PATTERN, type PipelineNodeData } from "../graph";
 import { isFinished, type LiveView } from "../live";
 import type { FieldError, JsonObject, NodeType, ParameterDefinition } from "../types";
+import { ErrorList } from "./ErrorList";
 import { LogPanel } from "./LogPanel";
 import { NodeOutput } from "./NodeOutput";
 import { SchemaForm } from "./SchemaForm";
@@ -101,15 +102,7 @@ export const NodePanel = memo(function NodePanel({
       ) : (
         <p className="dm-error-text">This node type is not in the catalogue: the server will refuse it.</p>
       )}
-      {otherErrors.length > 0 && (
-        <ul className="dm-error-list" role="alert">
-          {otherErrors.map((error, index) => (
-            <li key={index}>
-              {error.field && <strong>{readableField(error.field)}</strong>} {error.message}
-            </li>
-          ))}
-        </ul>
-      )}
+      <ErrorList errors={otherErrors} />
       {nodeRun && (
         <section className="dm-run-facts" aria-label="This node in the run">
           <span className={`badge state-${nodeRun.state}`}>{nodeRun.state}</span>

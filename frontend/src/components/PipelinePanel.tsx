@@ -2,9 +2,10 @@
 // definitions (the form comes from the document's JSON Schema, served by the page).
 import type { RJSFSchema } from "@rjsf/utils";
 import { memo, useMemo } from "react";
-import { errorSchema, pathParts, readableField } from "../forms";
+import { errorSchemaUnder } from "../forms";
 import type { ParameterRow, PipelineMeta } from "../graph";
 import type { FieldError } from "../types";
+import { ErrorList } from "./ErrorList";
 import { SchemaForm } from "./SchemaForm";
 
 interface Props {
@@ -15,29 +16,13 @@ interface Props {
 }
 
 export const PipelinePanel = memo(function PipelinePanel({ meta, schema, errors, onChange }: Props) {
-  const parameterErrors = useMemo(
-    () =>
-      errorSchema(
-        errors
-          .filter((e) => e.field.startsWith("parameters"))
-          .map((e): [string[], string] => [pathParts(e.field).slice(1), e.message]),
-      ),
-    [errors],
-  );
+  const parameterErrors = useMemo(() => errorSchemaUnder(errors, "parameters"), [errors]);
   const otherErrors = errors.filter((e) => !e.field.startsWith("parameters"));
   return (
     <div className="dm-panel-body">
       <h2>Pipeline</h2>
       <p className="muted small">Select a node to configure it. Here: the pipeline itself.</p>
-      {otherErrors.length > 0 && (
-        <ul className="dm-error-list" role="alert">
-          {otherErrors.map((error, index) => (
-            <li key={index}>
-              {error.field && <strong>{readableField(error.field)}</strong>} {error.message}
-            </li>
-          ))}
-        </ul>
-      )}
+      <ErrorList errors={otherErrors} />
       <label className="dm-field">
         <span>Name</span>
         <input id="pipeline-name" value={meta.name} onChange={(e) => onChange({ name: e.target.value })} />

@@ -1,6 +1,6 @@
 // Save: a message for the new version, then PUT the document.
 import { useState } from "react";
-import { Dialog } from "./Dialog";
+import { Dialog, FormButtons } from "./Dialog";
 
 export function SaveDialog({
   onSave,
@@ -31,14 +31,7 @@ export function SaveDialog({
             onChange={(e) => setMessage(e.target.value)}
           />
         </label>
-        <div className="dm-dialog-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="primary" disabled={busy}>
-            {busy ? "Saving…" : "Save"}
-          </button>
-        </div>
+        <FormButtons label="Save" busy={busy} onCancel={onClose} />
       </form>
     </Dialog>
   );

@@ -5,10 +5,12 @@
 import type { RJSFSchema } from "@rjsf/utils";
 import { useEffect, useMemo, useState } from "react";
 import { ApiError } from "../api";
-import { errorSchema, pathParts, runParametersSchema } from "../forms";
+import { errorSchemaUnder, runParametersSchema } from "../forms";
 import type { PanelsApi } from "../panelsApi";
 import type { Overlap, Schedule, ScheduleInput, SchedulePreview } from "../panelTypes";
 import type { FieldError, JsonObject, ParameterDefinition } from "../types";
+import { FormButtons } from "./Dialog";
+import { ErrorList } from "./ErrorList";
 import { SchemaForm } from "./SchemaForm";
 
 const PREVIEW_DELAY_MS = 250; // after the last keystroke
@@ -136,15 +138,7 @@ export function ScheduleForm({ panels, definitions, schedule, onSaved, onCancel 
   const errorOf = (field: string) =>
     [...preview.errors, ...saveErrors].find((e) => e.field === field)?.message ??
     (field === "cron" ? preview.errors.find((e) => e.field === "")?.message : undefined);
-  const paramErrors = useMemo(
-    () =>
-      errorSchema(
-        saveErrors
-          .filter((e) => e.field.startsWith("params."))
-          .map((e): [string[], string] => [pathParts(e.field).slice(1), e.message]),
-      ),
-    [saveErrors],
-  );
+  const paramErrors = useMemo(() => errorSchemaUnder(saveErrors, "params."), [saveErrors]);
   const otherErrors = saveErrors.filter((e) => !OWN_FIELDS.includes(e.field) && !e.field.startsWith("params."));
 
   const save = async () => {
@@ -293,23 +287,13 @@ export function ScheduleForm({ panels, definitions, schedule, onSaved, onCancel 
           />
         )}
       </section>
-      {otherErrors.length > 0 && (
-        <ul className="dm-error-list" role="alert">
-          {otherErrors.map((error, index) => (
-            <li key={index}>
-              {error.field && <strong>{error.field}</strong>} {error.message}
-            </li>
-          ))}
-        </ul>
-      )}
-      <div className="dm-dialog-actions">
-        <button type="button" onClick={onCancel}>
-          Cancel
-        </button>
-        <button type="submit" className="primary" id="save-schedule" disabled={busy}>
-          {busy ? "Saving…" : schedule ? "Save schedule" : "Create schedule"}
-        </button>
-      </div>
+      <ErrorList errors={otherErrors} />
+      <FormButtons
+        id="save-schedule"
+        label={schedule ? "Save schedule" : "Create schedule"}
+        busy={busy}
+        onCancel={onCancel}
+      />
     </form>
   );
 }

@@ -1,12 +1,13 @@
 // The pipeline's schedules: each in words with its next fire time and last outcome; add,
 // edit (ScheduleForm) and delete. Celery beat fires them (pipelines/schedules.py).
 import "./SchedulesPanel.css";
-import { useEffect, useMemo, useState } from "react";
-import { ApiError, type Api } from "../api";
-import { PanelsApi } from "../panelsApi";
+import { useEffect, useState } from "react";
+import { problemText, type Api } from "../api";
+import type { PanelsApi } from "../panelsApi";
 import type { Schedule } from "../panelTypes";
 import type { ParameterDefinition } from "../types";
 import { Dialog } from "./Dialog";
+import { PanelButton } from "./PanelButton";
 import { OVERLAP_CHOICES, ScheduleForm, fireTime } from "./ScheduleForm";
 import type { SavedVersion } from "./VersionsPanel";
 
@@ -17,17 +18,12 @@ interface Props {
 }
 
 export function SchedulesButton({ api, pipeline, saved }: Props) {
-  const [open, setOpen] = useState(false);
-  const panels = useMemo(() => new PanelsApi(api, pipeline), [api, pipeline]);
   return (
-    <>
-      <button type="button" id="schedules" disabled={!saved} onClick={() => setOpen(true)}>
-        Schedules
-      </button>
-      {open && saved && (
-        <SchedulesDialog panels={panels} definitions={saved.document.parameters ?? []} onClose={() => setOpen(false)} />
+    <PanelButton id="schedules" label="Schedules" api={api} pipeline={pipeline} saved={saved}>
+      {(panels, saved, close) => (
+        <SchedulesDialog panels={panels} definitions={saved.document.parameters ?? []} onClose={close} />
       )}
-    </>
+    </PanelButton>
   );
 }
 
@@ -44,7 +40,7 @@ function SchedulesDialog({ panels, definitions, onClose }: DialogProps) {
   const [confirmDelete, setConfirmDelete] = useState<number | null>(null);
   const [error, setError] = useState<string | null>(null);
 
-  const fail = (problem: unknown) => setError(problem instanceof ApiError ? problem.message : String(problem));
+  const fail = (problem: unknown) => setError(problemText(problem));
   const load = () =>
     panels
       .schedules()
@@ -67,16 +63,7 @@ function SchedulesDialog({ panels, definitions, onClose }: DialogProps) {
 
   const title = editing === "new" ? "New schedule" : editing ? "Edit schedule" : "Schedules";
   return (
-    <Dialog
-      title={title}
-      className="dm-dialog-wide"
-      onClose={onClose}
-      actions={
-        <button type="button" onClick={onClose}>
-          Close
-        </button>
-      }
-    >
+    <Dialog title={title} className="dm-dialog-wide" onClose={onClose} closeButton>
       {editing ? (
         <ScheduleForm
           panels={panels}

@@ -1,11 +1,13 @@
 // Save as Template: the saved version of this pipeline becomes a template that the
 // gallery offers to everyone who may see it (you, and staff).
-import { useMemo, useState } from "react";
+import { useState } from "react";
 import { ApiError, type Api } from "../api";
-import { PanelsApi, TEMPLATE_GALLERY_URL } from "../panelsApi";
+import { TEMPLATE_GALLERY_URL, type PanelsApi } from "../panelsApi";
 import type { Template } from "../panelTypes";
 import type { FieldError } from "../types";
-import { Dialog } from "./Dialog";
+import { Dialog, FormButtons } from "./Dialog";
+import { ErrorList } from "./ErrorList";
+import { PanelButton } from "./PanelButton";
 import type { SavedVersion } from "./VersionsPanel";
 
 interface Props {
@@ -16,23 +18,12 @@ interface Props {
 }
 
 export function TemplateSaveButton({ api, pipeline, saved, dirty }: Props) {
-  const [open, setOpen] = useState(false);
-  const panels = useMemo(() => new PanelsApi(api, pipeline), [api, pipeline]);
   return (
-    <>
-      <button type="button" id="save-as-template" disabled={!saved} onClick={() => setOpen(true)}>
-        Save as template
-      </button>
-      {open && saved && (
-        <TemplateSaveDialog
-          panels={panels}
-          pipeline={pipeline}
-          saved={saved}
-          dirty={dirty}
-          onClose={() => setOpen(false)}
-        />
+    <PanelButton id="save-as-template" label="Save as template" api={api} pipeline={pipeline} saved={saved}>
+      {(panels, saved, close) => (
+        <TemplateSaveDialog panels={panels} pipeline={pipeline} saved={saved} dirty={dirty} onClose={close} />
       )}
-    </>
+    </PanelButton>
   );
 }
 
@@ -128,23 +119,8 @@ function TemplateSaveDialog({ panels, pipeline, saved, dirty, onClose }: DialogP
           />
           {descriptionError && <span className="dm-error-text">Description: {descriptionError}</span>}
         </label>
-        {otherErrors.length > 0 && (
-          <ul className="dm-error-list" role="alert">
-            {otherErrors.map((error, index) => (
-              <li key={index}>
-                {error.field && <strong>{error.field}</strong>} {error.message}
-              </li>
-            ))}
-          </ul>
-        )}
-        <div className="dm-dialog-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" className="primary" id="save-template" disabled={busy}>
-            {busy ? "Saving…" : "Save template"}
-          </button>
-        </div>
+        <ErrorList errors={otherErrors} />
+        <FormButtons id="save-template" label="Save template" busy={busy} onCancel={onClose} />
       </form>
     </Dialog>
   );

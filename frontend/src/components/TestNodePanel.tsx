@@ -2,13 +2,14 @@
 // shown in the panel, saved or not, and the inputs of the pipeline's last finished run;
 // then shows its output, log lines and error here. A test that outlasts the request
 // answers 202, and its result is fetched until it is there.
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { ApiError } from "../api";
-import { EditorContext, useEditor, useValuesOnlyEditor } from "../context";
-import { errorSchema, pathParts, readableField, runParametersSchema } from "../forms";
+import { useEditor } from "../context";
+import { errorSchemaUnder, parameterDefaults } from "../forms";
 import type { FieldError, JsonObject, NodeTestPending, NodeTestResult, ParameterDefinition } from "../types";
+import { ErrorList } from "./ErrorList";
 import { NodeOutput } from "./NodeOutput";
-import { SchemaForm } from "./SchemaForm";
+import { RunParametersForm } from "./RunParametersForm";
 
 const WAIT_SECONDS = 10;
 const POLL_MS = 1000;
@@ -22,14 +23,10 @@ interface Props {
 
 export function TestNodePanel({ nodeKey, config, definitions }: Props) {
   const editor = useEditor();
-  const valuesOnly = useValuesOnlyEditor();
   const [running, setRunning] = useState(false);
   const [result, setResult] = useState<NodeTestResult | null>(null);
   const [errors, setErrors] = useState<FieldError[]>([]);
-  const schema = useMemo(() => runParametersSchema(definitions), [definitions]);
-  const [params, setParams] = useState<JsonObject>(() =>
-    Object.fromEntries(definitions.filter((d) => d.default != null).map((d) => [d.name, d.default])),
-  );
+  const [params, setParams] = useState<JsonObject>(() => parameterDefaults(definitions));
   // A test whose answer arrives after the panel moved on to another node is dropped.
   const attempt = useRef(0);
   useEffect(() => {
@@ -75,11 +72,7 @@ export function TestNodePanel({ nodeKey, config, definitions }: Props) {
     }
   };
 
-  const paramErrors = errorSchema(
-    errors
-      .filter((e) => e.field.startsWith("params."))
-      .map((e): [string[], string] => [pathParts(e.field).slice(1), e.message]),
-  );
+  const paramErrors = errorSchemaUnder(errors, "params.");
   const otherErrors = errors.filter((e) => !e.field.startsWith("params."));
   return (
     <section className="dm-test" aria-label="Test node">
@@ -91,30 +84,20 @@ export function TestNodePanel({ nodeKey, config, definitions }: Props) {
       {definitions.length > 0 && (
         <details className="dm-test-params" open={Object.keys(paramErrors).length > 0 || undefined}>
           <summary>Parameters for the test</summary>
-          <EditorContext.Provider value={valuesOnly}>
-            <SchemaForm<JsonObject>
-              id="test_params"
-              schema={schema}
-              value={params}
-              serverErrors={paramErrors}
-              onChange={(values) => setParams(values ?? {})}
-            />
-          </EditorContext.Provider>
+          <RunParametersForm
+            id="test_params"
+            definitions={definitions}
+            value={params}
+            serverErrors={paramErrors}
+            onChange={setParams}
+          />
         </details>
       )}
       <button type="button" id="test-node" disabled={running} onClick={test}>
         {running ? "Testing…" : "Test node"}
       </button>
       <div ref={answer} className="dm-test-answer">
-        {otherErrors.length > 0 && (
-          <ul className="dm-error-list" role="alert">
-            {otherErrors.map((error, index) => (
-              <li key={index}>
-                {error.field && <strong>{readableField(error.field)}</strong>} {error.message}
-              </li>
-            ))}
-          </ul>
-        )}
+        <ErrorList errors={otherErrors} />
         {result && (
           <div className="dm-test-result" data-outcome={result.error ? "failed" : "succeeded"}>
             <p>

@@ -1,15 +1,14 @@
 // A read-only canvas of one pipeline document (an older version, or a diff with its
 // marks): the designer's node cards, nothing to drag, connect or delete. It has its own
 // React Flow store, so it never touches the designer's canvas.
-import { Background, Controls, MiniMap, ReactFlow, ReactFlowProvider, type NodeTypes } from "@xyflow/react";
+import { Background, Controls, MiniMap, ReactFlow, ReactFlowProvider } from "@xyflow/react";
 import { useMemo } from "react";
+import { FIT_VIEW, MIN_ZOOM, NODE_TYPES } from "../CanvasView";
 import { CanvasContext, useCanvas } from "../context";
 import { containerSizes, toFlow } from "../graph";
 import type { FieldError, PipelineDocument } from "../types";
-import { NodeCard } from "./NodeCard";
 import type { CanvasMarks } from "./VersionDiff";
 
-const NODE_TYPES: NodeTypes = { pipeline: NodeCard };
 const NO_ERRORS = new Map<string, FieldError[]>();
 const NO_HANDLES = new Map<string, string[]>();
 
@@ -59,9 +58,9 @@ export function VersionCanvas({ document, marks, viewKey }: Props) {
           nodesConnectable={false}
           elementsSelectable={false}
           deleteKeyCode={null}
-          minZoom={0.1}
+          minZoom={MIN_ZOOM}
           fitView
-          fitViewOptions={{ maxZoom: 1 }}
+          fitViewOptions={FIT_VIEW}
         >
           <Background />
           <Controls showInteractive={false} />

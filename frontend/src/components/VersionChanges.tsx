@@ -2,7 +2,7 @@
 // removed and changed (config changes field by field), and edges.
 import { useCanvas } from "../context";
 import type { FieldChange, VersionDiff } from "../panelTypes";
-import type { DocumentEdge } from "../types";
+import type { DocumentEdge, DocumentNode } from "../types";
 import { changeCount, changeLabel, shownValue } from "./VersionDiff";
 
 function Change({ change }: { change: FieldChange }) {
@@ -34,9 +34,25 @@ function edgeText(edge: DocumentEdge): string {
   return `${edge.source}${handle === "out" ? "" : `.${handle}`} → ${edge.target}`;
 }
 
-export function VersionChanges({ diff }: { diff: VersionDiff }) {
+/** Nodes added or removed: each key with its type. */
+function NodeList({ title, className, nodes }: { title: string; className: string; nodes: DocumentNode[] }) {
   const { catalogue } = useCanvas();
-  const typeLabel = (type: string) => catalogue.get(type)?.label ?? type;
+  if (nodes.length === 0) return null;
+  return (
+    <section className={className}>
+      <h4>{title}</h4>
+      <ul>
+        {nodes.map((node) => (
+          <li key={node.key} data-node={node.key}>
+            <code>{node.key}</code> <span className="muted">{catalogue.get(node.type)?.label ?? node.type}</span>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+export function VersionChanges({ diff }: { diff: VersionDiff }) {
   // Moving a node changes both coordinates: one "position" line is enough.
   const withoutRepeats = (changes: FieldChange[]) =>
     changes.filter(
@@ -62,30 +78,8 @@ export function VersionChanges({ diff }: { diff: VersionDiff }) {
           </ul>
         </section>
       )}
-      {diff.nodes.added.length > 0 && (
-        <section className="dm-changes-added">
-          <h4>Added nodes</h4>
-          <ul>
-            {diff.nodes.added.map((node) => (
-              <li key={node.key} data-node={node.key}>
-                <code>{node.key}</code> <span className="muted">{typeLabel(node.type)}</span>
-              </li>
-            ))}
-          </ul>
-        </section>
-      )}
-      {diff.nodes.removed.length > 0 && (
-        <section className="dm-changes-removed">
-          <h4>Removed nodes</h4>
-          <ul>
-            {diff.nodes.removed.map((node) => (
-              <li key={node.key} data-node={node.key}>
-                <code>{node.key}</code> <span className="muted">{typeLabel(node.type)}</span>
-              </li>
-            ))}
-          </ul>
-        </section>
-      )}
+      <NodeList title="Added nodes" className="dm-changes-added" nodes={diff.nodes.added} />
+      <NodeList title="Removed nodes" className="dm-changes-removed" nodes={diff.nodes.removed} />
       {diff.nodes.changed.length > 0 && (
         <section className="dm-changes-changed">
           <h4>Changed nodes</h4>

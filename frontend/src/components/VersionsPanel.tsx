@@ -3,11 +3,12 @@
 // on the canvas and listed); Restore writes a new version with its content.
 import "./VersionsPanel.css";
 import { useEffect, useMemo, useRef, useState } from "react";
-import { ApiError, type Api } from "../api";
-import { PanelsApi } from "../panelsApi";
+import { problemText, type Api } from "../api";
+import type { PanelsApi } from "../panelsApi";
 import type { VersionDetail, VersionDiff, VersionSummary } from "../panelTypes";
 import type { PipelineDocument } from "../types";
 import { Dialog } from "./Dialog";
+import { PanelButton } from "./PanelButton";
 import { VersionCanvas } from "./VersionCanvas";
 import { VersionChanges } from "./VersionChanges";
 import { changeCount, diffCanvas } from "./VersionDiff";
@@ -38,8 +39,6 @@ const flashKey = (pipeline: number) => `datamate.restored.${pipeline}`;
 
 /** The toolbar's Versions button, and the history it opens. */
 export function VersionsButton({ api, pipeline, saved, dirty }: Props) {
-  const [open, setOpen] = useState(false);
-  const panels = useMemo(() => new PanelsApi(api, pipeline), [api, pipeline]);
   const [flash, setFlash] = useState(() => sessionStorage.getItem(flashKey(pipeline)));
   useEffect(() => {
     sessionStorage.removeItem(flashKey(pipeline));
@@ -57,18 +56,11 @@ export function VersionsButton({ api, pipeline, saved, dirty }: Props) {
           {flash}
         </span>
       )}
-      <button type="button" id="versions" disabled={!saved} onClick={() => setOpen(true)}>
-        Versions
-      </button>
-      {open && saved && (
-        <VersionHistory
-          panels={panels}
-          current={saved}
-          dirty={dirty}
-          onRestored={restored}
-          onClose={() => setOpen(false)}
-        />
-      )}
+      <PanelButton id="versions" label="Versions" api={api} pipeline={pipeline} saved={saved}>
+        {(panels, saved, close) => (
+          <VersionHistory panels={panels} current={saved} dirty={dirty} onRestored={restored} onClose={close} />
+        )}
+      </PanelButton>
     </>
   );
 }
@@ -94,7 +86,7 @@ function VersionHistory({ panels, current, dirty, onRestored, onClose }: History
   const [restoring, setRestoring] = useState(false);
   const showing = useRef(selected); // answers for an earlier selection are dropped
 
-  const fail = (problem: unknown) => setError(problem instanceof ApiError ? problem.message : String(problem));
+  const fail = (problem: unknown) => setError(problemText(problem));
 
   const loadPage = (url?: string) =>
     panels
@@ -144,16 +136,7 @@ function VersionHistory({ panels, current, dirty, onRestored, onClose }: History
   };
 
   return (
-    <Dialog
-      title="Version history"
-      className="dm-dialog-full"
-      onClose={onClose}
-      actions={
-        <button type="button" onClick={onClose}>
-          Close
-        </button>
-      }
-    >
+    <Dialog title="Version history" className="dm-dialog-full" onClose={onClose} closeButton>
       <div className="dm-history">
         <div className="dm-history-canvas" aria-label={`Version v${selected}, read-only`}>
           <div className="dm-history-bar">
