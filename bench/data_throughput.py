@@ -1,28 +1,40 @@
-"""Data throughput: the operator library against a hand-written loop, on a synthetic corpus.
+"""Data throughput: a Data Cleaning node on real workers against a hand-written loop, in the same run.
 
-    .venv/bin/python bench/data_throughput.py                      # 200,000 records (~250 MB)
+    .venv/bin/python bench/data_throughput.py                      # 200,000 records (~250 MB), then 2x
     .venv/bin/python bench/data_throughput.py --records 20000      # quick
-    .venv/bin/python bench/data_throughput.py --growth             # also at 2x: peak-RSS growth
     .venv/bin/python bench/data_throughput.py --json figures.json
 
 The corpus is generated here (seeded, nothing downloaded): HTML pages with scripts, styles,
 inline markup, e-mail addresses and phone numbers, plus short pages, symbol-heavy pages and
-duplicates (identical after cleaning). Both tools run the chain HTML strip -> whitespace ->
-e-mail/phone mask -> length >= 50 -> special-character ratio <= 0.25 -> exact dedup, each in
-a fresh process (so peak RSS is its own), reading the JSON Lines file and writing the kept
-records; the outputs must be byte-identical.
+duplicates (identical after cleaning). The chain: HTML to text -> whitespace -> e-mail/phone
+mask -> length >= 50 -> special-character ratio <= 0.25 -> exact dedup.
+
+- Hand loop: one `for line in file` loop written for this chain, in a fresh process, reading
+  the JSON Lines file and writing the kept records.
+- Ours: the pipeline Input Dataset -> Data Cleaning, run through the engine in
+  bench/engine_overhead.py's environment (a fresh database, a private redis-server, one
+  Celery worker), timed from start_run() to the run's end. "1 worker": concurrency 1, the
+  node in one piece (`shards: 1`); "2 workers": concurrency 2, `shards: 2`.
+
+Each engine run on the 1x corpus comes right after a hand-loop run of it, and its ratio is
+taken against that one. Peak RSS: the hand process's own; for the worker, the largest peak
+of its pool processes during the run. Everything runs again at twice the records for the
+peak-RSS growth. Every run must keep the hand loop's records: the one-piece node byte for
+byte, the sharded one the same lines (in partition order).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from hashlib import blake2b, sha256
+import itertools
 import json
 import os
 from pathlib import Path
 import random
 import re
-import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +43,12 @@ import time
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+TARGETS = {"ratio_1_worker": (">=", 0.8), "ratio_2_workers": (">=", 1.4), "rss_growth_2x": ("<=", 1.1)}
+#: Seconds one engine run may take before the benchmark gives up.
+WAIT_TIMEOUT = float(os.environ.get("BENCH_WAIT_TIMEOUT", 3600))
+WARM_UP_RECORDS = 1000
+
 
 CHAIN = [
     {"name": "html_to_text"},
@@ -151,45 +169,10 @@ def generate_corpus(path: Path, records: int, seed: int = 7) -> int:
     return size
 
 
-# --- the two tools -----------------------------------------------------------------------
+# --- the hand loop -----------------------------------------------------------------------
 
 
-def read_batches(path: Path, batch_size: int):
-    import orjson
-
-    batch = []
-    with path.open("rb") as source:
-        for line in source:
-            batch.append(orjson.loads(line))
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
-
-
-def run_ours(source: Path, target: Path, batch_size: int) -> dict:
-    import orjson
-
-    from nodes.operators.chain import Chain
-
-    started = time.perf_counter()
-    chain = Chain.from_steps(CHAIN)
-    dumps = orjson.dumps
-    with target.open("wb") as out:
-        for kept in chain.process(read_batches(source, batch_size)):
-            out.write(b"".join(dumps(record) + b"\n" for record in kept))
-    seconds = time.perf_counter() - started
-    report = chain.report()
-    return {
-        "records_in": report["records_in"],
-        "records_out": report["records_out"],
-        "seconds": seconds,
-        "steps": {s["name"]: {"seconds": s["seconds"], "dropped": s["dropped"]} for s in report["steps"]},
-    }
-
-
-def run_hand(source: Path, target: Path, batch_size: int) -> dict:
+def run_hand(source: Path, target: Path) -> dict:
     """The baseline: one loop, written for this chain, tuned the obvious ways."""
     import orjson
     from selectolax.lexbor import LexborHTMLParser
@@ -280,101 +263,283 @@ def run_hand(source: Path, target: Path, batch_size: int) -> dict:
     return {"records_in": records_in, "records_out": records_out, "seconds": time.perf_counter() - started}
 
 
-def peak_rss_mb() -> float:
-    """This process's own peak RSS. Not getrusage's ru_maxrss: Linux carries that over exec
-    from the parent, so a child would report the orchestrator's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
-
-
-def file_sha256(path: Path) -> str:
-    digest = sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def worker(tool: str, source: Path, target: Path, batch_size: int) -> None:
-    figures = (run_ours if tool == "ours" else run_hand)(source, target, batch_size)
+def hand_process(source: Path, target: Path) -> None:
+    """`--hand`: the hand loop in this (fresh) process; prints its figures as JSON."""
+    figures = run_hand(source, target)
     figures["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(figures))
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak RSS (`VmHWM`; not getrusage's ru_maxrss, which Linux carries over exec
+    from the parent)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}: this benchmark needs Linux")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Restart a process's VmHWM from its current RSS (Linux: `clear_refs` 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def digest(lines) -> dict:
+    """Of JSON lines: a sha256 in order, and an order-free one (a sum of 128-bit hashes)."""
+    ordered = sha256()
+    unordered = count = 0
+    for line in lines:
+        ordered.update(line)
+        unordered += int.from_bytes(blake2b(line, digest_size=16).digest(), "little")
+        count += 1
+    return {"ordered": ordered.hexdigest(), "unordered": f"{unordered % 2**128:032x}", "lines": count}
+
+
+def file_lines(path: Path):
+    with path.open("rb") as lines:
+        yield from lines
+
+
+# --- the hand loop, in fresh processes ---------------------------------------------------
+
+
+def hand(source: Path, target: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, "--hand", str(source), str(target)], capture_output=True, text=True, cwd=ROOT
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"the hand loop failed:\n{result.stderr}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["records_per_s"] = figures["records_in"] / figures["seconds"]
+    figures["digest"] = digest(file_lines(target))
+    target.unlink()
+    return figures
+
+
+def hand_split(source: Path, directory: Path, processes: int = 2) -> dict:
+    """The hand loop over `processes` processes at once, each on every n-th line (deduplicating
+    within its share only): what splitting the same loop gains on this machine."""
+    shares = [directory / f"share-{index}.jsonl" for index in range(processes)]
+    with contextlib.ExitStack() as files, source.open("rb") as lines:
+        outs = [files.enter_context(share.open("wb")) for share in shares]
+        for out, line in zip(itertools.cycle(outs), lines):
+            out.write(line)
+    command = [sys.executable, __file__, "--hand"]
+    running = [
+        subprocess.Popen([*command, str(share), str(share.with_suffix(".out"))], stdout=subprocess.PIPE, text=True)
+        for share in shares
+    ]
+    outputs = [json.loads(process.communicate()[0].strip().splitlines()[-1]) for process in running]
+    # They ran at once: the slowest one's loop is the split's time (start-up excluded, as for one).
+    seconds = max(output["seconds"] for output in outputs)
+    for share in shares:
+        share.unlink()
+        share.with_suffix(".out").unlink()
+    records_in = sum(output["records_in"] for output in outputs)
+    return {"records_in": records_in, "seconds": seconds, "records_per_s": records_in / seconds}
+
+
+# --- ours: a pipeline run on the benchmark's worker -----------------------------------------
+
+
+class Engine:
+    def __init__(self, worker):
+        from django.contrib.auth import get_user_model
+
+        self.worker = worker
+        self.owner, _ = get_user_model().objects.get_or_create(username="bench-data")
+
+    def import_corpus(self, name: str, path: Path):
+        from datasets import services
+
+        dataset = services.create_dataset(owner=self.owner, name=name)
+        with path.open("rb") as handle:
+            services.import_version(dataset, services.Source.upload(handle, path.name))
+        return dataset
+
+    def clean(self, dataset, shards: int) -> dict:
+        """Input Dataset -> Data Cleaning over `dataset`, timed from start_run() to the run's end."""
+        from django.core.files.storage import default_storage
+
+        from pipelines import services
+        from pipelines.engine.runs import start_run
+        from pipelines.engine.states import RunState
+        from pipelines.models import NodeRun, Run
+
+        document = {
+            "name": f"clean {dataset.name}, {shards} shards",
+            "nodes": [
+                {"key": "read", "type": "input_dataset", "config": {"dataset": dataset.name}},
+                {"key": "clean", "type": "data_cleaning", "config": {"operators": CHAIN, "shards": shards}},
+            ],
+            "edges": [{"source": "read", "source_handle": "out", "target": "clean"}],
+        }
+        pipeline = services.import_pipeline(owner=self.owner, document=document)
+        pool = self.pool_pids()
+        for pid in pool:
+            reset_peak_rss(pid)
+        started = time.perf_counter()
+        run = start_run(pipeline, user=self.owner)
+        while (state := Run.objects.filter(pk=run.pk).values_list("state", flat=True).get()) not in RunState.FINISHED:
+            if not self.worker.alive():
+                raise RuntimeError(f"the worker died:\n{self.worker.output()[-3000:]}")
+            if time.perf_counter() - started > WAIT_TIMEOUT:
+                raise RuntimeError(f"run {run.pk} did not finish in {WAIT_TIMEOUT:g} s")
+            time.sleep(0.02)
+        seconds = time.perf_counter() - started
+        if self.pool_pids() != pool:
+            raise RuntimeError("the worker replaced a pool process during the run: its peak RSS is lost")
+        peak = max(peak_rss_mb(pid) for pid in pool)
+        if state != RunState.SUCCEEDED:
+            run.refresh_from_db()
+            raise RuntimeError(f"run {run.pk} {state}: {run.error}")
+        clean = NodeRun.objects.get(run=run, node_key="clean")
+
+        def artifact_lines():
+            for part in clean.output["manifest"]["parts"]:
+                with default_storage.open(part["name"], "rb") as lines:
+                    yield from lines
+
+        return {
+            "shards": shards,
+            "records_in": clean.records_in,
+            "records_out": clean.records_out,
+            "seconds": seconds,
+            "records_per_s": clean.records_in / seconds,
+            "peak_rss_mb": peak,
+            "steps": {step["name"]: step["seconds"] for step in clean.output["operators"]["steps"]},
+            "digest": digest(artifact_lines()),
+        }
+
+    def pool_pids(self) -> list[int]:
+        import psutil
+
+        return sorted(child.pid for child in psutil.Process(self.worker.popen.pid).children(recursive=True))
 
 
 # --- orchestration -----------------------------------------------------------------------
 
 
-def measure(tool: str, source: Path, target: Path, batch_size: int) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--worker", tool, "--input", str(source), "--output", str(target),
-         "--batch-size", str(batch_size)],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise SystemExit(f"{tool} failed:\n{result.stderr}")
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    figures["records_per_s"] = figures["records_in"] / figures["seconds"]
-    figures["output_sha256"] = file_sha256(target)
+def write_head(source: Path, target: Path, records: int) -> None:
+    """The first `records` lines of `source`: the seeded generator makes the same records first
+    whatever the size, so the 1x corpus is the first half of the 2x one."""
+    with source.open("rb") as lines, target.open("wb") as out:
+        out.writelines(itertools.islice(lines, records))
+
+
+def same_records(ours: dict, baseline: dict) -> bool:
+    key = "ordered" if ours["shards"] == 1 else "unordered"
+    return ours["digest"][key] == baseline["digest"][key] and ours["digest"]["lines"] == baseline["digest"]["lines"]
+
+
+def measure(records: int, directory: Path, progress) -> dict:
+    from bench import engine_overhead
+
+    sizes = {"1x": records, "2x": 2 * records}
+    corpora = {size: directory / f"corpus-{size}.jsonl" for size in sizes}
+    started = time.perf_counter()
+    corpus_bytes = generate_corpus(corpora["2x"], sizes["2x"])
+    write_head(corpora["2x"], corpora["1x"], records)
+    write_head(corpora["1x"], directory / "warm-up.jsonl", WARM_UP_RECORDS)
+    progress(f"corpus: {sizes['2x']:,} records, {corpus_bytes / 1e6:.0f} MB, in {time.perf_counter() - started:.0f} s")
+    output = directory / "hand.jsonl"
+    rows: dict = {}
+    with engine_overhead.environment(progress, concurrency=1) as (bench, database):
+        engine = Engine(bench.worker)
+        datasets = {size: engine.import_corpus(f"corpus-{size}", path) for size, path in corpora.items()}
+        warm_up = engine.import_corpus("warm-up", directory / "warm-up.jsonl")
+        for workers in (1, 2):
+            if workers != bench.worker.concurrency:
+                bench.worker.restart(workers)
+                progress(f"worker restarted (pid {bench.worker.popen.pid}, concurrency {workers})")
+            engine.clean(warm_up, workers)  # the pool processes import and connect before timing
+            for size in sizes:
+                if size == "1x" or workers == 1:  # the hand loop at 2x once, for its RSS growth
+                    rows[f"hand {size} ({workers})"] = hand(corpora[size], output)
+                    progress(f"hand loop {size}: {rows[f'hand {size} ({workers})']['records_per_s']:,.0f} records/s")
+                if size == "1x" and workers == 2:
+                    rows["hand split 1x"] = hand_split(corpora[size], directory)
+                rows[f"ours {size} {workers}"] = ours = engine.clean(datasets[size], workers)
+                progress(f"ours {size}, {workers} worker(s): {ours['records_per_s']:,.0f} records/s")
+    rows["database"] = database
+    return rows
+
+
+def report(records: int, rows: dict) -> dict:
+    print()
+    print(f"Data throughput: {records:,} records (and 2x); database {rows['database']}")
+    print(f"{'':<36}{'records/s':>11}{'vs hand':>9}{'peak RSS MB':>13}{'kept':>10}{'seconds':>9}  same records")
+    table = [
+        ("hand loop, 1 process", "1x", rows["hand 1x (1)"], None),
+        ("ours, 1 worker (shards: 1)", "1x", rows["ours 1x 1"], rows["hand 1x (1)"]),
+        ("hand loop, 1 process", "1x", rows["hand 1x (2)"], None),
+        ("hand loop split over 2 processes", "1x", rows["hand split 1x"], rows["hand 1x (2)"]),
+        ("ours, 2 workers (shards: 2)", "1x", rows["ours 1x 2"], rows["hand 1x (2)"]),
+        ("hand loop, 1 process", "2x", rows["hand 2x (1)"], None),
+        ("ours, 1 worker (shards: 1)", "2x", rows["ours 2x 1"], rows["hand 2x (1)"]),
+        ("ours, 2 workers (shards: 2)", "2x", rows["ours 2x 2"], rows["hand 2x (1)"]),
+    ]
+    same = True
+    for label, size, row, baseline in table:
+        ratio = f"{row['records_per_s'] / baseline['records_per_s']:>8.2f}x" if baseline else f"{'':>9}"
+        rss = f"{row['peak_rss_mb']:>13.1f}" if "peak_rss_mb" in row else f"{'':>13}"
+        kept = f"{row['records_out']:>10,}" if "records_out" in row else f"{'':>10}"
+        check = ""
+        if "shards" in row:
+            ok = same_records(row, rows[f"hand {size} (1)"])
+            same &= ok
+            check = "  yes" + (" (byte-identical)" if row["shards"] == 1 else " (same lines)") if ok else "  NO"
+        print(f"{size} {label:<33}{row['records_per_s']:>11,.0f}{ratio}{rss}{kept}{row['seconds']:>9.1f}{check}")
+    steps = rows["ours 1x 1"]["steps"]
+    print("seconds per operator (ours, 1 worker, 1x): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
+    figures = {
+        "records": records,
+        "ratio_1_worker": rows["ours 1x 1"]["records_per_s"] / rows["hand 1x (1)"]["records_per_s"],
+        "ratio_2_workers": rows["ours 1x 2"]["records_per_s"] / rows["hand 1x (2)"]["records_per_s"],
+        "rss_growth_2x": max(rows[f"ours 2x {w}"]["peak_rss_mb"] / rows[f"ours 1x {w}"]["peak_rss_mb"] for w in (1, 2)),
+        "hand_records_per_s": rows["hand 1x (1)"]["records_per_s"],
+        "hand_split_ratio": rows["hand split 1x"]["records_per_s"] / rows["hand 1x (2)"]["records_per_s"],
+        "rss_growth_hand": rows["hand 2x (1)"]["peak_rss_mb"] / rows["hand 1x (1)"]["peak_rss_mb"],
+        "same_records": same,
+        "database": rows["database"],
+    }
+    growth = ", ".join(
+        f"{w} worker{'s' * (w > 1)} x{rows[f'ours 2x {w}']['peak_rss_mb'] / rows[f'ours 1x {w}']['peak_rss_mb']:.2f}"
+        for w in (1, 2)
+    )
+    print(f"peak RSS growth at 2x: ours {growth}; hand loop x{figures['rss_growth_hand']:.2f}")
+    for name, (sense, target) in TARGETS.items():
+        met = figures[name] >= target if sense == ">=" else figures[name] <= target
+        print(f"{name} = {figures[name]:.2f}   target {sense} {target:g}  {'met' if met else 'MISSED'}")
+    print("same records kept as the hand loop: " + ("yes" if same else "NO"))
     return figures
 
 
-def run_size(records: int, directory: Path, batch_size: int) -> dict:
-    corpus = directory / f"corpus-{records}.jsonl"
-    started = time.perf_counter()
-    size = generate_corpus(corpus, records)
-    print(f"corpus: {records:,} records, {size / 1e6:.0f} MB, generated in {time.perf_counter() - started:.1f} s")
-    hand = measure("hand", corpus, directory / "hand.jsonl", batch_size)
-    ours = measure("ours", corpus, directory / "ours.jsonl", batch_size)
-    same = hand["output_sha256"] == ours["output_sha256"]
-    print(f"{'tool':<28}{'records/s':>12}{'peak RSS MB':>14}{'kept':>10}{'seconds':>10}")
-    for label, figures in (("hand loop (orjson), 1 proc", hand), ("operator chain, 1 proc", ours)):
-        print(
-            f"{label:<28}{figures['records_per_s']:>12,.0f}{figures['peak_rss_mb']:>14.1f}"
-            f"{figures['records_out']:>10,}{figures['seconds']:>10.1f}"
-        )
-    ratios = {
-        "speed_ratio": ours["records_per_s"] / hand["records_per_s"],
-        "rss_ratio": ours["peak_rss_mb"] / hand["peak_rss_mb"],
-    }
-    print(f"ours / hand: speed x{ratios['speed_ratio']:.2f}, peak RSS x{ratios['rss_ratio']:.2f}")
-    print("same output: " + ("yes (byte-identical)" if same else "NO"))
-    print("time per step (ours): " + ", ".join(f"{name} {s['seconds']:.1f}s" for name, s in ours["steps"].items()))
-    for path in (corpus, directory / "hand.jsonl", directory / "ours.jsonl"):
-        path.unlink()
-    return {"records": records, "corpus_mb": size / 1e6, "hand": hand, "ours": ours, "same_output": same, **ratios}
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--growth", action="store_true", help="run again at 2x the records; report peak-RSS growth")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--worker", choices=["ours", "hand"], help=argparse.SUPPRESS)
-    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.input, args.output, args.batch_size)
+    parser.add_argument("--hand", nargs=2, type=Path, metavar=("INPUT", "OUTPUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.hand:
+        hand_process(*args.hand)
         return 0
-    with tempfile.TemporaryDirectory(prefix="datamate-bench-") as tmp:
-        runs = [run_size(args.records, Path(tmp), args.batch_size)]
-        if args.growth:
-            runs.append(run_size(2 * args.records, Path(tmp), args.batch_size))
-    figures: dict = {"runs": runs, "same_output": all(run["same_output"] for run in runs)}
-    if args.growth:
-        small, large = runs
-        figures["rss_growth_hand"] = large["hand"]["peak_rss_mb"] / small["hand"]["peak_rss_mb"]
-        figures["rss_growth_ours"] = large["ours"]["peak_rss_mb"] / small["ours"]["peak_rss_mb"]
-        print(
-            f"peak RSS growth at 2x the corpus: hand loop x{figures['rss_growth_hand']:.2f}, "
-            f"operator chain x{figures['rss_growth_ours']:.2f} (target <= x1.10)"
-        )
+
+    def progress(message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    # Ctrl-C raises KeyboardInterrupt; these too unwind through the environment's cleanup.
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    with tempfile.TemporaryDirectory(prefix="datamate-bench-data-") as directory:
+        rows = measure(args.records, Path(directory), progress)
+    figures = report(args.records, rows)
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True))
-    return 0 if figures["same_output"] else 1
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if figures["same_records"] else 1
 
 
 if __name__ == "__main__":

@@ -133,16 +133,22 @@ def create_postgres_database(url: str, stack: contextlib.ExitStack) -> str:
 
 
 class Worker:
-    """One `celery worker` (prefork, concurrency 2) in its own process group."""
+    """One `celery worker` (prefork, `concurrency` pool processes, 2 by default) in its own
+    process group."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, concurrency: int = 2):
+        self.log_path = log_path
+        self._start(concurrency)
+
+    def _start(self, concurrency: int) -> None:
         from datamate.embedded_redis import die_with_parent
 
-        self.log_path = log_path
-        self.log = log_path.open("ab")
+        self.concurrency = concurrency
+        self.log = self.log_path.open("ab")
+        self._log_start = self.log.tell()  # a restarted worker appends: read its own lines only
         command = [
             sys.executable, "-m", "celery", "-A", "bench.baseline_tasks", "worker",
-            "--pool", "prefork", "--concurrency", "2", "-l", "info",
+            "--pool", "prefork", "--concurrency", str(concurrency), "-l", "info",
             "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         self.popen = subprocess.Popen(
@@ -155,8 +161,16 @@ class Worker:
             preexec_fn=die_with_parent,
         )
 
+    def restart(self, concurrency: int) -> None:
+        """Stop this worker and start a fresh one with `concurrency` pool processes."""
+        self.stop()
+        self._start(concurrency)
+        self.wait_ready()
+
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -557,8 +571,9 @@ def report(results: dict[str, Any], database: str, runs: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def environment(progress, keep_logs: Path | None = None):
-    """Database, Redis, worker and subscriber, all stopped on the way out. Yields (Bench, db kind)."""
+def environment(progress, keep_logs: Path | None = None, concurrency: int = 2):
+    """Database, Redis, worker (`concurrency` pool processes) and subscriber, all stopped on
+    the way out. Yields (Bench, db kind)."""
     with contextlib.ExitStack() as stack:
         var_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="datamate-bench-")))
         database = configure_environment(var_dir, stack)
@@ -572,12 +587,12 @@ def environment(progress, keep_logs: Path | None = None):
 
         call_command("migrate", verbosity=0, interactive=False)
 
-        worker = Worker(var_dir / "worker.log")
+        worker = Worker(var_dir / "worker.log", concurrency)
         stack.callback(worker.stop)
         if keep_logs:
             stack.callback(lambda: keep_logs.write_bytes(worker.log_path.read_bytes()))
         worker.wait_ready()
-        progress(f"worker ready (pid {worker.popen.pid})")
+        progress(f"worker ready (pid {worker.popen.pid}, concurrency {concurrency})")
 
         import bench.baseline_tasks  # noqa: F401  (the result backend, in this process too)
 

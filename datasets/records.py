@@ -28,6 +28,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import contextlib
 import decimal
 import hashlib
+import io
+import os
 import tempfile
 from typing import Any
 
@@ -43,8 +45,8 @@ DEFAULT_BATCH_SIZE = 1000
 #: The manifest keeps this many records as samples, with strings cut to SAMPLE_TEXT_CHARS.
 SAMPLE_RECORDS = 5
 SAMPLE_TEXT_CHARS = 500
-#: A part stays in memory up to this size while it is written, then spills to a temp file.
-_SPOOL_BYTES = 8 * 1024 * 1024
+#: A part stays in memory up to this size while it is written, then spills to a file.
+_SPOOL_BYTES = 1024 * 1024
 _RAW_CHUNK = 1024 * 1024
 _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
@@ -67,20 +69,19 @@ _JSON_TYPES = {
 
 def json_type(value: Any) -> str:
     """The JSON type of a value as stored: null, boolean, integer, number, string, object, array."""
-    kind = _JSON_TYPES.get(type(value))
-    if kind is not None:
-        return kind
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
+    return _JSON_TYPES.get(type(value)) or _class_json_type(type(value))
+
+
+def _class_json_type(cls: type) -> str:
+    if issubclass(cls, bool):
         return "boolean"
-    if isinstance(value, int):
+    if issubclass(cls, int):
         return "integer"
-    if isinstance(value, float):
+    if issubclass(cls, float):
         return "number"
-    if isinstance(value, dict):
+    if issubclass(cls, dict):
         return "object"
-    if isinstance(value, list | tuple):
+    if issubclass(cls, list | tuple):
         return "array"
     return "string"  # str, and what orjson writes as a string (dates, decimals, bytes)
 
@@ -106,6 +107,65 @@ def _sample(record: dict[str, Any]) -> dict[str, Any]:
         key: value[:SAMPLE_TEXT_CHARS] + "…" if isinstance(value, str) and len(value) > SAMPLE_TEXT_CHARS else value
         for key, value in record.items()
     }
+
+
+class _MovableFile(File):
+    """A finished spool file that FileSystemStorage moves into place (os.rename, as it does
+    with large uploads) instead of copying it."""
+
+    def temporary_file_path(self) -> str:
+        return self.file.name
+
+
+class _Spool:
+    """The part being written: in memory while small, then in a file. When the storage keeps
+    files on a local disk, that file is made in the part's own directory, so saving the part
+    is a rename, not a copy; otherwise it is an anonymous temp file that is copied."""
+
+    def __init__(self, directory: str | None):
+        self.directory = directory
+        self.file: Any = io.BytesIO()
+        self.path: str | None = None  # of a named spool file, until it is moved or deleted
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        if self.file.__class__ is io.BytesIO and self.file.tell() > _SPOOL_BYTES:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self.directory is None:
+            spilled = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        else:
+            os.makedirs(self.directory, exist_ok=True)
+            spilled = tempfile.NamedTemporaryFile(dir=self.directory, prefix=".spool-", delete=False)  # noqa: SIM115
+            self.path = spilled.name
+        spilled.write(self.file.getbuffer())
+        self.file = spilled
+
+    def content(self, name: str) -> File:
+        if self.path is not None:
+            self.file.flush()
+            return _MovableFile(self.file, name=name)
+        self.file.seek(0)
+        return File(self.file, name=name)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.path is not None:  # still there if the storage copied it or saving failed
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.path = None
+
+
+def _local_directory(storage: Storage, prefix: str) -> str | None:
+    """Where the parts under `prefix` are on disk, for a storage with local paths whose
+    directories are made with default permissions (else None: spool elsewhere and copy)."""
+    if getattr(storage, "directory_permissions_mode", None) is not None:
+        return None
+    try:
+        return storage.path(prefix)
+    except NotImplementedError:
+        return None
 
 
 class RecordWriter:
@@ -139,7 +199,8 @@ class RecordWriter:
         self._fields: dict[str, set[str]] = {}
         self._parts: list[dict[str, Any]] = []
         self._checksum = hashlib.sha256()
-        self._spool: tempfile.SpooledTemporaryFile | None = None
+        self._spool: _Spool | None = None
+        self._spool_directory = _local_directory(self.storage, self.prefix)
         self._part_hash = hashlib.sha256()
         self._part_count = 0
         self._part_size = 0
@@ -153,40 +214,47 @@ class RecordWriter:
         """Append records; one spool write per batch (or per part boundary inside it)."""
         if self._finished:
             raise RecordStoreError("this writer is closed")
-        pending: list[bytes] = []
-        for record in records:
-            if not isinstance(record, dict):
-                raise TypeError(f"a record must be a JSON object, not {json_type(record)}")
-            line = dumps_line(record)
-            self._track(record)
-            pending.append(line)
+        records = records if isinstance(records, list) else list(records)
+        lines: list[bytes] = []
+        try:
+            for record in records:
+                if not isinstance(record, dict):
+                    raise TypeError(f"a record must be a JSON object, not {json_type(record)}")
+                lines.append(dumps_line(record))
+        except TypeError:  # orjson.JSONEncodeError too
+            self.count += len(lines)  # so the bad record is number count + 1, as callers report it
+            raise
+        self._track(records)
+        start = 0
+        for end, line in enumerate(lines, start=1):
             self._part_count += 1
             self._part_size += len(line)
             if self._part_count >= self.part_records or self._part_size >= self.part_bytes:
-                self._spool_write(pending)
-                pending = []
+                self._spool_write(lines[start:end])
+                start = end
                 self._ship_part()
-        if pending:
-            self._spool_write(pending)
+        if start < len(lines):
+            self._spool_write(lines[start:] if start else lines)
 
-    def _track(self, record: dict[str, Any]) -> None:
-        self.count += 1
+    def _track(self, records: list[dict[str, Any]]) -> None:
+        self.count += len(records)
+        # A value's JSON type depends on its class only: each (field, class) is looked up once,
+        # in the order the fields first appear.
         fields = self._fields
-        types = _JSON_TYPES
-        for key, value in record.items():
-            kind = types.get(type(value)) or json_type(value)
+        for key, cls in dict.fromkeys((key, type(value)) for record in records for key, value in record.items()):
+            kind = _JSON_TYPES.get(cls) or _class_json_type(cls)
             seen = fields.get(key)
             if seen is None:
                 fields[key] = {kind}
             elif kind not in seen:
                 seen.add(kind)
-        if len(self.samples) < self.sample_size:
+        for record in records[: self.sample_size - len(self.samples)]:
             self.samples.append(_sample(record))
 
     def _spool_write(self, lines: list[bytes]) -> None:
         data = b"".join(lines)
         if self._spool is None:
-            self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 (closed in _ship_part or abort)
+            self._spool = _Spool(self._spool_directory)
         self._spool.write(data)
         self._part_hash.update(data)
         self._checksum.update(data)
@@ -198,8 +266,7 @@ class RecordWriter:
             return
         try:
             name = f"{self.prefix}/part-{len(self._parts):05d}.jsonl"
-            spool.seek(0)
-            saved = self.storage.save(name, File(spool, name=name))
+            saved = self.storage.save(name, spool.content(name))
         finally:
             spool.close()
         self._parts.append(
@@ -282,7 +349,7 @@ def _open(name: str, storage: Storage):
 def _iter_part_lines(name: str, storage: Storage) -> Iterator[tuple[int, bytes]]:
     with _open(name, storage) as handle:
         for number, line in enumerate(handle, start=1):
-            if line.strip():
+            if not line.isspace():  # blank lines are skipped (isspace, unlike strip, copies nothing)
                 yield number, line
 
 
@@ -311,10 +378,15 @@ def iter_records(
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
     storage = storage or default_storage
+    loads = orjson.loads  # _loads() inlined: this loop runs once per record
     batch: list[dict[str, Any]] = []
     for part in _parts(manifest_or_parts):
         for number, line in _part_slice_lines(part, storage):
-            batch.append(_project(_loads(part["name"], number, line), fields))
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError as error:
+                raise RecordStoreError(f"record part {part['name']}, line {number}: {error}") from None
+            batch.append(record if fields is None else _project(record, fields))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []

@@ -16,6 +16,10 @@ INLINE_TAGS = ["a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "e
                "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var"]  # fmt: skip
 DROPPED_TAGS = ["script", "style", "noscript", "template", "iframe", "object", "svg"]
 HTML_HINT = re.compile(r"<[A-Za-z!/]|&(?:#?[A-Za-z0-9]+);")
+# The name after each "<" in lower-cased text ("<b>" gives "b", "<body>" gives "body"); the
+# configured tag names match ^[a-z][a-z0-9-]*$.
+TAG_START = re.compile(r"<([a-z0-9-]+)")
+INLINE_PREFIXES = tuple(INLINE_TAGS)
 
 
 @register
@@ -47,22 +51,29 @@ class HtmlToText(TextMapper):
     def __init__(self, config, text_field="text"):
         super().__init__(config, text_field)
         self.drop_tags = list(config["drop_tags"])
+        self.drop_keys = [("<" + tag, tag) for tag in self.drop_tags]
         self.keep_inline = config["keep_inline_words"]
 
     def map_text(self, text: str) -> str:
         if not HTML_HINT.search(text):
             return text
-        # Each strip/unwrap walks the whole tree, per tag: only ask for tags the text contains.
-        lowered = text.lower()
+        # Each strip/unwrap walks the whole tree, per tag: only ask for tags the text has. The
+        # names after "<" come from one regex pass (a substring test per tag over the whole
+        # text cost more than parsing it). A tag to drop is asked for when "<" + its name
+        # starts one of them, as always (an element may come without its own start tag:
+        # "</p>" makes a <p>), and so are merged text nodes, also those a strip left apart.
+        names = set(TAG_START.findall(text.lower()))
+        starts = "<" + "<".join(names)
+        present = [tag for key, tag in self.drop_keys if key in starts]
         tree = LexborHTMLParser(text)
-        present = [tag for tag in self.drop_tags if "<" + tag in lowered]
         if present:
             tree.strip_tags(present)
-        if self.keep_inline:
-            present = [tag for tag in INLINE_TAGS if "<" + tag in lowered]
+        if self.keep_inline and any(name.startswith(INLINE_PREFIXES) for name in names):
+            # Inline elements come from their start tags only, whose names are whole names.
+            present = [tag for tag in INLINE_TAGS if tag in names]
             if present:
                 tree.unwrap_tags(present)
-                tree.merge_text_nodes()
+            tree.merge_text_nodes()
         body = tree.body
         return body.text(separator="\n") if body is not None else ""
 
@@ -117,11 +128,14 @@ class NormalizeWhitespace(TextMapper):
         lines = []
         blank = False
         for line in text.splitlines():
-            words = line.split()
-            if words:
+            # Most lines need nothing: printable (so no tab nor other Unicode space), without
+            # a double, leading or trailing space. Checking is cheaper than splitting them.
+            if not line.isprintable() or "  " in line or line.startswith(" ") or line.endswith(" "):
+                line = " ".join(line.split())
+            if line:
                 if blank and lines:
                     lines.append("")
-                lines.append(" ".join(words))
+                lines.append(line)
                 blank = False
             else:
                 blank = True

@@ -123,3 +123,25 @@ def test_summary_is_small_and_carries_metrics(media_root):
     summary = records.summary(writer.manifest, {"dropped": 3})
     assert summary["count"] == 9 and summary["metrics"] == {"dropped": 3}
     assert "parts" not in summary and len(summary["samples"]) == records.SAMPLE_RECORDS
+
+
+def test_parts_bigger_than_the_memory_spool_are_moved_into_place_whole(media_root):
+    # ~3 MB per part: each spills from memory to a spool file next to the parts, which the
+    # storage then renames into place; nothing of the spool may be left behind.
+    rows = [{"id": i, "text": f"{i:08d} " + "x" * 1000} for i in range(6000)]
+    with records.RecordWriter("big/v1", part_records=3000) as writer:
+        for start in range(0, len(rows), 500):
+            writer.write_batch(rows[start : start + 500])
+        manifest = writer.close()
+    assert [part["count"] for part in manifest["parts"]] == [3000, 3000]
+    assert all(part["bytes"] > 2 * 1024 * 1024 for part in manifest["parts"])
+    assert stored_files(media_root) == ["big/v1/part-00000.jsonl", "big/v1/part-00001.jsonl"]
+    assert [row for batch in records.iter_records(manifest) for row in batch] == rows
+    assert records.verify(manifest)
+
+
+def test_an_aborted_big_part_leaves_no_spool_file(media_root):
+    writer = records.RecordWriter("big/v2", part_records=10_000)
+    writer.write_batch([{"text": "y" * 1000} for _ in range(2000)])  # spilled, not yet shipped
+    writer.abort()
+    assert stored_files(media_root) == []
