@@ -76,3 +76,25 @@ def test_data_throughput_benchmark_runs_through_the_engine_and_keeps_the_hand_lo
     for name in ("ratio_1_worker", "ratio_2_workers", "rss_growth_2x", "hand_records_per_s"):
         assert isinstance(figures[name], float) and figures[name] > 0, (name, figures)
     assert "same records kept as the hand loop: yes" in output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed")
+def test_designer_load_benchmark_runs_and_reports_its_figures(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "DATAMATE_VAR_DIR")}
+    report = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, "bench/designer_load.py", "--runs", "1", "--nodes", "20", "--json", str(report)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(report.read_text())
+    for name in ("tti", "p50", "p95"):
+        assert figures[f"{name}_ms"] > 0 and figures[f"{name}_baseline_ms"] > 0, figures
+        assert figures[f"{name}_ratio"] == pytest.approx(figures[f"{name}_ms"] / figures[f"{name}_baseline_ms"])
+    assert "Designer load:" in result.stdout
