@@ -34,7 +34,6 @@ import os
 from pathlib import Path
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -525,15 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         hand_process(*args.hand)
         return 0
 
-    def progress(message: str) -> None:
-        print(f"[bench] {message}", file=sys.stderr, flush=True)
+    from bench import engine_overhead
 
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
-
-    # Ctrl-C raises KeyboardInterrupt; these too unwind through the environment's cleanup.
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
+    engine_overhead.stop_cleanly_on_signals()
+    progress = engine_overhead.progress
     with tempfile.TemporaryDirectory(prefix="datamate-bench-data-") as directory:
         rows = measure(args.records, Path(directory), progress)
     figures = report(args.records, rows)

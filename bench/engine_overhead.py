@@ -605,6 +605,21 @@ def environment(progress, keep_logs: Path | None = None, concurrency: int = 2):
         events.flush()
 
 
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def stop_cleanly_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (KeyboardInterrupt) does, through the cleanup of
+    everything the benchmark started."""
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per workload (after 1 warm-up)")
@@ -614,15 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    def progress(message: str) -> None:
-        print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
-
-    # Ctrl-C raises KeyboardInterrupt; these too unwind through environment()'s cleanup.
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
+    stop_cleanly_on_signals()
     with environment(progress, args.keep_logs) as (runner, database):
         results = measure(runner, args.runs, progress)
         figures = report(results, database, args.runs)

@@ -213,13 +213,7 @@ class Context:
             if not shards.report_progress(self, fraction, records_in, records_out):
                 raise NodeCancelled()
             return
-        changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
-        if fraction is not None:
-            changes["progress"] = max(0.0, min(1.0, float(fraction)))
-        if records_in is not None:
-            changes["records_in"] = records_in
-        if records_out is not None:
-            changes["records_out"] = records_out
+        changes = runtime.progress_changes(fraction, records_in, records_out)
         if not runtime.transition(self.node_run, [NodeState.RUNNING], **changes):
             raise NodeCancelled()
 

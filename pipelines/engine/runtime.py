@@ -92,6 +92,18 @@ def transition(node_run: NodeRun, leaving: Iterable[str], **changes: Any) -> boo
     return bool(won)
 
 
+def progress_changes(fraction: float | None, records_in: int | None, records_out: int | None) -> dict[str, Any]:
+    """The columns a progress report writes (node runs and shards alike), with a fresh heartbeat."""
+    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if fraction is not None:
+        changes["progress"] = max(0.0, min(1.0, float(fraction)))
+    if records_in is not None:
+        changes["records_in"] = records_in
+    if records_out is not None:
+        changes["records_out"] = records_out
+    return changes
+
+
 def write_log(node_run: NodeRun, message: str, level: str = "info") -> None:
     log = NodeRunLog.objects.create(node_run=node_run, level=level, message=message[:10000])
     transaction.on_commit(lambda: events.log_written(log, node_run))

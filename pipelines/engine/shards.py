@@ -186,13 +186,7 @@ def report_progress(context, fraction: float | None, records_in: int | None, rec
     """A shard's progress, stored on its row and summed onto the node run (which publishes
     it). False if the shard was cancelled."""
     shard: NodeShard = context.shard_row
-    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
-    if fraction is not None:
-        changes["progress"] = max(0.0, min(1.0, float(fraction)))
-    if records_in is not None:
-        changes["records_in"] = records_in
-    if records_out is not None:
-        changes["records_out"] = records_out
+    changes = runtime.progress_changes(fraction, records_in, records_out)
     if not NodeShard.objects.filter(pk=shard.pk, state=NodeState.RUNNING, attempt=shard.attempt).update(**changes):
         return False
     _publish_node_progress(context.node_run, shard.stage)
