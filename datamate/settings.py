@@ -213,6 +213,9 @@ LOGGING = {
 #: Environment variables a node may name as its API key (`api_key_env`). Any other name is
 #: refused, so a node cannot send DATABASE_URL or SECRET_KEY to a URL of its choosing.
 DATAMATE_LLM_KEY_ENV_VARS = env.list("DATAMATE_LLM_KEY_ENV_VARS", default=["OPENAI_API_KEY"])
+#: The only hosts (of `base_url`) such a server-wide key is sent to: any author could
+#: otherwise send it to a host of their own.
+DATAMATE_LLM_KEY_HOSTS = [host.lower() for host in env.list("DATAMATE_LLM_KEY_HOSTS", default=["api.openai.com"])]
 #: Key material for encrypting stored secrets (nodes/secrets.py); SECRET_KEY when empty.
 #: Changing it makes the stored secrets unreadable: they must be set again.
 DATAMATE_SECRETS_KEY = env.str("DATAMATE_SECRETS_KEY", default="")

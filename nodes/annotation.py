@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from nodes import llm
-from nodes.data import count_of, read_inputs, require_input, result, write_artifact
+from nodes.data import count_of, indexed_records, read_inputs, require_input, result, write_artifact
 from nodes.execution import ExecutionContext, NodeFailed, NodeResult
 from nodes.expressions import ExpressionError, render
 from nodes.operators.filters import alnum_count
@@ -187,11 +187,8 @@ class _ModelLabeller:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
 
     def _jobs(self, manifests: list[dict[str, Any]]) -> Iterator[Job]:
-        index = 0
-        for batch in read_inputs(self.ctx, manifests):
-            for record in batch:
-                yield index, record, self._messages(index, record)
-                index += 1
+        for index, record in indexed_records(self.ctx, manifests):
+            yield index, record, self._messages(index, record)
 
     def _ask(self, job: Job) -> tuple[str, float | None]:
         _, _, messages = job

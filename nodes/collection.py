@@ -159,7 +159,9 @@ def _collect_files(ctx: ExecutionContext, config: dict[str, Any], extra: dict[st
             except UnicodeDecodeError as error:
                 raise NodeFailed(f"{name}: not UTF-8 text ({error.reason} at byte {error.start})") from None
             ctx.progress(number / len(files))
-            ctx.log(f"read {name}")
+        # One line, not one per file: a glob may match thousands (each line is a row and an event).
+        shown = ", ".join(str(path.relative_to(root)) for path, root in files[:5])
+        ctx.log(f"read {len(files)} file(s): {shown}{', …' if len(files) > 5 else ''}")
 
     manifest = write_artifact(ctx, batches())
     return result(manifest, files=len(files), **extra)

@@ -63,6 +63,16 @@ def read_inputs(ctx: ExecutionContext, manifests: list[dict[str, Any]]) -> Itera
             ctx.progress(done / total if total else None, records_in=done)
 
 
+def indexed_records(ctx: ExecutionContext, manifests: list[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, record) for every input record, read as `read_inputs` does. In a shard the index
+    goes on from the records of the shards before it, so `{{ index }}` numbers the node's input."""
+    index = (getattr(ctx, "shard", None) or {}).get("offset", 0)
+    for batch in read_inputs(ctx, manifests):
+        for record in batch:
+            yield index, record
+            index += 1
+
+
 def write_artifact(ctx: ExecutionContext, batches: Iterable[list[dict[str, Any]]]) -> dict[str, Any]:
     """Write the batches as this node's artifact and return its manifest. If anything raises
     (bad data, a cancelled run), the parts written so far are deleted."""
@@ -119,10 +129,10 @@ def output_dataset(ctx: ExecutionContext) -> NodeResult:
     name, mode = ctx.config["dataset"], ctx.config.get("mode", "overwrite")
     dataset = Dataset.objects.filter(owner_id=ctx.owner_id, name=name).first()
     latest = services.latest_version(dataset) if dataset is not None and mode == "append" else None
-    batches = read_inputs(ctx, ([latest.manifest] if latest else []) + manifests)
-    if not ctx.run_id:
-        count = sum(len(batch) for batch in batches)
+    if not ctx.run_id:  # a node test: what would be written, without reading it
+        count = count_of(manifests) + (latest.record_count if latest else 0)
         return NodeResult(output={"dataset": name, "mode": mode, "count": count, "written": False})
+    batches = read_inputs(ctx, ([latest.manifest] if latest else []) + manifests)
     created = dataset is None
     if created:
         from django.contrib.auth import get_user_model
@@ -173,8 +183,9 @@ def data_cleaning(ctx: ExecutionContext) -> NodeResult:
         manifest = write_artifact(ctx, kept)
         return result(manifest, records_in=stage.records_in, operators=stage.report())
     following = stages[shard["stage"] + 1]
-    # near_dedup has no exact key (its LSH bands are many keys): its stage runs as one shard.
-    width = shard["partitions"] if hasattr(following.operators[0], "key") else 1
+    # The next stage has as many shards as this one, except that near_dedup has no exact key
+    # (its LSH bands are many keys): its stage runs as one shard.
+    width = shard["of"] if hasattr(following.operators[0], "key") else 1
     partitions = write_partitions(ctx, kept, following, width)
     return NodeResult(
         output={"partitions": partitions, "operators": stage.report()},

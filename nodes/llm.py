@@ -143,6 +143,9 @@ def check_config(config: dict[str, Any], *, needs_endpoint: bool) -> list[Config
     name = config.get("api_key_env")
     if isinstance(name, str) and not has_template(name):
         problem = env_var_problem(name)
+        base_url = config.get("base_url")
+        if problem is None and isinstance(base_url, str) and not has_template(base_url):
+            problem = env_key_host_problem(name, base_url)
         if problem:
             errors.append(ConfigError("api_key_env", problem))
     return errors
@@ -164,6 +167,20 @@ def env_var_problem(name: str) -> str | None:
         listed = ", ".join(allowed) or "none"
         return f"{name!r} is not an allowed API key variable (DATAMATE_LLM_KEY_ENV_VARS: {listed})"
     return None
+
+
+def env_key_host_problem(name: str, base_url: Any) -> str | None:
+    """A key from the server's environment is shared by every pipeline author: it may only go
+    to the hosts it is meant for (DATAMATE_LLM_KEY_HOSTS), never to a URL an author chose."""
+    allowed = settings.DATAMATE_LLM_KEY_HOSTS
+    try:
+        host = httpx.URL(str(base_url)).host.lower() if base_url else ""
+    except httpx.InvalidURL:
+        host = ""
+    if host in allowed:
+        return None
+    listed = ", ".join(allowed) or "none"
+    return f"{name} may only be sent to the hosts in DATAMATE_LLM_KEY_HOSTS ({listed}), not {host or 'this URL'!r}"
 
 
 def require_valid_config(schema: dict[str, Any], config: dict[str, Any]) -> None:
@@ -191,6 +208,9 @@ def api_key(config: dict[str, Any], owner_id: int) -> tuple[str | None, str | No
         value = os.environ.get(name)
         if not value:
             raise NodeFailed(f"api_key_env: {name} is not set in the worker's environment")
+        problem = env_key_host_problem(name, config.get("base_url"))
+        if problem:
+            raise NodeFailed(f"api_key_env: {problem}")
         return value, "api_key_env"
     return None, None
 

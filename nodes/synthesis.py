@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from nodes import llm
-from nodes.data import BATCH_SIZE, count_of, input_manifests, read_inputs, result, write_artifact
+from nodes.data import BATCH_SIZE, count_of, indexed_records, input_manifests, result, write_artifact
 from nodes.execution import ExecutionContext, NodeFailed, NodeResult
 from nodes.expressions import ExpressionError, render
 
@@ -81,12 +81,8 @@ Job = tuple[int, dict[str, Any], list[dict[str, str]]]  # index, record, message
 
 
 def _from_inputs(ctx: ExecutionContext, manifests: list[dict[str, Any]]) -> Iterator[Source]:
-    # In a shard, `index` goes on from the records of the shards before it.
-    index = (getattr(ctx, "shard", None) or {}).get("offset", 0)
-    for batch in read_inputs(ctx, manifests):
-        for record in batch:
-            yield index, record, {}
-            index += 1
+    for index, record in indexed_records(ctx, manifests):
+        yield index, record, {}
 
 
 def _from_seeds(seeds: list[Any]) -> Iterator[Source]:

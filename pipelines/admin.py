@@ -335,14 +335,13 @@ class ScheduleAdminForm(forms.ModelForm):
         pipeline = cleaned.get("pipeline")
         if pipeline is None or self.errors:
             return cleaned
-        values = {**schedules.DEFAULTS, **{name: cleaned.get(name) for name in schedules.EDITABLE_FIELDS}}
-        values["params"] = values["params"] or {}
         try:
-            schedules.check_schedule(pipeline, values)
+            schedules.check_schedule(pipeline, {name: cleaned.get(name) for name in schedules.EDITABLE_FIELDS})
         except runs.ParamsInvalid as exc:
-            raise forms.ValidationError(
-                {error["field"].split(".")[0]: f"{error['field']}: {error['message']}" for error in exc.errors}
-            ) from None
+            by_field: dict[str, list[str]] = {}  # every error shown, several on one field too
+            for error in exc.errors:
+                by_field.setdefault(error["field"].split(".")[0], []).append(f"{error['field']}: {error['message']}")
+            raise forms.ValidationError(by_field) from None
         return cleaned
 
 

@@ -190,8 +190,8 @@ class Context:
     owner_id: int
     node_run: NodeRun
     variables: dict[str, Any] = field(repr=False, default_factory=dict)
-    #: In a shard of a sharded data node: {"stage", "index", "of", "partitions", "attempt",
-    #: "offset"} (see shards.py).
+    #: In a shard of a sharded data node: {"stage", "index", "of", "attempt", "offset"} (see
+    #: shards.py).
     shard: dict[str, Any] | None = None
     shard_row: Any = field(repr=False, default=None)
     _last_progress_write: float = 0.0

@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Sum
+from django.db.models import Avg, Exists, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from nodes import data
@@ -75,7 +75,7 @@ def start_if_sharded(run: Run, plan: Plan, node: PlanNode, node_run: NodeRun, co
     return True
 
 
-def _create_stage(node_run: NodeRun, stage: int, inputs: list[list[dict[str, Any]]]) -> list[int]:
+def _create_stage(node_run: NodeRun, stage: int, inputs: list[list[dict[str, Any]]]) -> None:
     now = timezone.now()
     rows = NodeShard.objects.bulk_create(
         NodeShard(
@@ -89,15 +89,8 @@ def _create_stage(node_run: NodeRun, stage: int, inputs: list[list[dict[str, Any
         )
         for index, shard_input in enumerate(inputs)
     )
-    ids = [row.pk for row in rows]
-    if None in ids:  # a backend that does not return ids from bulk inserts
-        ids = list(
-            NodeShard.objects.filter(node_run=node_run, node_attempt=node_run.attempt, stage=stage)
-            .order_by("index")
-            .values_list("pk", flat=True)
-        )
+    ids = [row.pk for row in rows]  # SQLite and PostgreSQL return the ids of bulk inserts
     transaction.on_commit(lambda: enqueue(ids))
-    return ids
 
 
 def enqueue(shard_ids: list[int], countdown: float | None = None) -> None:
@@ -141,7 +134,6 @@ def execute(shard_id: int) -> None:
         "stage": shard.stage,
         "index": shard.index,
         "of": shard.of,
-        "partitions": shard.of,
         "attempt": shard.attempt,
         # Stage 0 reads one slice: how many records of the node's input come before it.
         "offset": shard.input[0].get("offset", 0) if shard.stage == 0 else 0,
@@ -194,8 +186,8 @@ def report_progress(context, fraction: float | None, records_in: int | None, rec
 
 
 def _publish_node_progress(node_run: NodeRun, stage: int) -> None:
-    node_type = runtime.plan_for(runtime.run_for(node_run.run_id)).nodes[node_run.node_key].node_type
-    stages = node_type.shard_stages(node_run_config(node_run))
+    node = runtime.plan_for(runtime.run_for(node_run.run_id)).nodes[node_run.node_key]
+    stages = node.node_type.shard_stages(node.config)
     shards = NodeShard.objects.filter(node_run_id=node_run.pk, node_attempt=node_run.attempt)
     current = shards.filter(stage=stage).aggregate(progress=Avg("progress"), records_out=Sum("records_out"))
     records_in = shards.filter(stage=0).aggregate(total=Sum("records_in"))["total"]
@@ -206,11 +198,6 @@ def _publish_node_progress(node_run: NodeRun, stage: int) -> None:
         records_in=records_in,
         records_out=current["records_out"] if stage == stages - 1 else node_run.records_out,
     )
-
-
-def node_run_config(node_run: NodeRun) -> dict[str, Any]:
-    run = runtime.run_for(node_run.run_id)
-    return runtime.plan_for(run).nodes[node_run.node_key].config
 
 
 def _shard_failed(
@@ -357,15 +344,18 @@ def sweep(now, stale) -> dict[str, int]:
 def _resume_stalled_merges(stale) -> int:
     """A node whose shards all succeeded long ago but which is still waiting: the worker that
     was to start the next stage or merge died first. Go on from its last complete stage."""
+    shards = NodeShard.objects.filter(node_run=OuterRef("pk"), node_attempt=OuterRef("attempt"))
+    stalled = (
+        NodeRun.objects.filter(state=NodeState.WAITING, shard_stage__isnull=False)
+        .filter(Exists(shards))
+        # Still under way, or finished too recently to tell from a live merge: not stalled.
+        .exclude(Exists(shards.exclude(state=NodeState.SUCCEEDED)))
+        .exclude(Exists(shards.filter(finished_at__gte=stale)))
+        .annotate(last_stage=Subquery(shards.order_by("-stage").values("stage")[:1]))
+    )
     resumed = 0
-    waiting = NodeRun.objects.filter(state=NodeState.WAITING, shard_stage__isnull=False)
-    for node_run in waiting:
-        shards = NodeShard.objects.filter(node_run_id=node_run.pk, node_attempt=node_run.attempt)
-        if shards.exclude(state=NodeState.SUCCEEDED).exists() or shards.filter(finished_at__gte=stale).exists():
-            continue  # still under way, or finished too recently to tell from a live merge
-        stage = shards.order_by("-stage").values_list("stage", flat=True).first()
-        if stage is None:
-            continue
+    for node_run in stalled:
+        stage = node_run.last_stage
         # A merge claimed but not finished moved shard_stage past the last stage: step back.
         NodeRun.objects.filter(pk=node_run.pk, state=NodeState.WAITING, shard_stage=stage + 1).update(shard_stage=stage)
         node_run.shard_stage = stage

@@ -186,6 +186,7 @@ def test_only_allowed_environment_variables_can_be_a_key(name, monkeypatch, sett
 
 def test_an_allowed_environment_variable_is_sent_as_the_bearer_key(server, monkeypatch, settings):
     settings.DATAMATE_LLM_KEY_ENV_VARS = ["OPENAI_API_KEY", "LOCAL_LLM_KEY"]
+    settings.DATAMATE_LLM_KEY_HOSTS = ["127.0.0.1"]
     monkeypatch.setenv("LOCAL_LLM_KEY", "sk-from-env")
     chat = llm.ChatSettings.from_config(
         {"base_url": server.base_url, "model": "m", "api_key_env": "LOCAL_LLM_KEY"}, owner_id=0
@@ -206,3 +207,16 @@ def test_config_checks_name_their_fields():
         ("base_url", "must be an http:// or https:// URL, e.g. https://api.openai.com/v1")
     ]
     assert llm.check_config({"base_url": "{{ params.url }}"}, needs_endpoint=True) == []
+
+
+def test_a_server_key_is_only_sent_to_its_hosts(server, monkeypatch, settings):
+    settings.DATAMATE_LLM_KEY_ENV_VARS = ["OPENAI_API_KEY"]
+    settings.DATAMATE_LLM_KEY_HOSTS = ["api.openai.com"]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-shared-by-the-server")
+    config = {"base_url": server.base_url, "model": "m", "api_key_env": "OPENAI_API_KEY"}
+    message = "OPENAI_API_KEY may only be sent to the hosts in DATAMATE_LLM_KEY_HOSTS (api.openai.com), not '127.0.0.1'"
+    errors = llm.check_config(config, needs_endpoint=True)
+    assert [(error.field, error.message) for error in errors] == [("api_key_env", message)]
+    with pytest.raises(NodeFailed, match=r"^api_key_env: OPENAI_API_KEY may only be sent"):
+        llm.ChatSettings.from_config(config, owner_id=0)
+    assert server.authorizations == []  # nothing was sent
