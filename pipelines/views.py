@@ -232,7 +232,7 @@ def run_detail(request, run_id: int):
             {
                 row["node_key"]
                 for row in state["node_runs"]
-                if row["state"] in ("failed", "cancelled") and not row["iteration"]
+                if row["state"] in NodeState.RERUN_BY_DEFAULT and not row["iteration"]
             }
         ),
         "parameters": parameter_fields(run.spec.get("parameters", []), run.params),

@@ -30,6 +30,9 @@ class NodeState:
     #: Finished with an output that flows downstream.
     DONE_OK = frozenset({SUCCEEDED, CACHED})
     UNFINISHED = frozenset({PENDING, READY, RUNNING, WAITING})
+    #: What "re-run from failed" executes again when no node is chosen: the failures and
+    #: what a failure or a cancel left unrun.
+    RERUN_BY_DEFAULT = frozenset({FAILED, CANCELLED, PENDING})
 
 
 _RANK = {

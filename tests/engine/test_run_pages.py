@@ -101,6 +101,7 @@ def test_cancel_button_cancels_a_running_run(engine, alice):
     html = page.content.decode()
     assert 'id="cancel-run"' not in html
     assert '<details id="rerun">' in html
+    assert "the failed and unrun nodes (after, slow)" in html
 
 
 def test_rerun_form_reruns_from_the_failed_node_with_edited_parameters(engine, alice, typed_pipeline, tmp_path):
@@ -108,7 +109,7 @@ def test_rerun_form_reruns_from_the_failed_node_with_edited_parameters(engine, a
     assert node_states(original) == {"a": "succeeded", "b": "failed"}
     client = logged_in(alice)
     html = client.get(f"/runs/{original.pk}/").content.decode()
-    assert "the failed nodes (b)" in html
+    assert "the failed and unrun nodes (b)" in html
 
     # The checkbox left unticked turns `fail` off; the default choice re-runs the failed node.
     response = post_form(
