@@ -199,5 +199,16 @@ def run_changed(run) -> None:
     publish(run.pk, {"kind": "run", "run": run_payload(run)})
 
 
+#: How long a process waits for a run's last event to be sent (Redis may be down).
+FINISHED_EVENT_WAIT = 1.0
+
+
+def run_finished(run) -> None:
+    """The end of a run is what its watchers wait for: send it before this process goes on
+    (a worker would otherwise first fetch and start its next task)."""
+    run_changed(run)
+    flush(FINISHED_EVENT_WAIT)
+
+
 def log_written(log, node_run) -> None:
     publish(node_run.run_id, {"kind": "log", "log": log_payload(log, node_run)})

@@ -149,8 +149,10 @@ def start_run(
             ]
         )
         ready = [row.pk for row in rows if row.state == NodeState.READY]
-        transaction.on_commit(lambda: events.run_changed(run))
+        # The first task goes out before the run's event: clients never move a finished
+        # run back, so the event may arrive after the run's end.
         transaction.on_commit(lambda: runtime.enqueue(ready))
+        transaction.on_commit(lambda: events.run_changed(run))
         if not ready and not any(row.state in NodeState.UNFINISHED for row in rows):
             runtime.complete_run(run)
     return run
@@ -193,7 +195,7 @@ def rerun(
     else:
         starts = set(
             NodeRun.objects.filter(
-                run=run, iteration="", state__in=[NodeState.FAILED, NodeState.CANCELLED, NodeState.PENDING]
+                run=run, iteration="", state__in=NodeState.RERUN_BY_DEFAULT
             ).values_list("node_key", flat=True)
         )
         if not starts:

@@ -258,7 +258,7 @@ def _succeed_run_if_all_done(run: Run) -> bool:
 
 def _run_completed(run: Run, state: str, error: str, now) -> None:
     run.state, run.error, run.finished_at = state, error, now
-    transaction.on_commit(lambda: events.run_changed(run))
+    transaction.on_commit(lambda: events.run_finished(run))
     if run.parent_node_run_id:
         from pipelines.engine import subruns
 
