@@ -22,6 +22,7 @@ from tests.designer.conftest import (
     save_version,
 )
 from tests.factories import create_pipeline
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -91,9 +92,13 @@ def test_undo_redo_copy_paste_layout_notes_and_shortcuts(engine, page, alice):
 
     # Auto-layout (dagre): left to right along the edges, nothing on top of anything.
     page.click("#auto-layout")
-    page.wait_for_timeout(400)  # the fit-view animation
-    read, clean, write = box(page, "read"), box(page, "clean"), box(page, "write")
-    assert read["x"] + read["width"] < clean["x"] and clean["x"] + clean["width"] < write["x"], (read, clean, write)
+
+    def laid_out():  # after the fit-view animation
+        read, clean, write = box(page, "read"), box(page, "clean"), box(page, "write")
+        in_order = read["x"] + read["width"] < clean["x"] and clean["x"] + clean["width"] < write["x"]
+        return in_order and (read, clean, write)
+
+    read, clean, write = wait_until(laid_out, 5, "the nodes laid out left to right", every=0.1)
     assert not overlap(read, clean) and not overlap(clean, write)
     expect(page.locator(".dm-dirty")).to_have_text("Unsaved changes")
     shot("auto-layout")
@@ -104,8 +109,7 @@ def test_undo_redo_copy_paste_layout_notes_and_shortcuts(engine, page, alice):
     assert box(page, "read")["x"] == pytest.approx(box(page, "write")["x"], abs=1)
     page.keyboard.press("Control+Shift+Z")
     expect(page.locator(".dm-dirty")).to_have_text("Unsaved changes")
-    page.wait_for_timeout(400)
-    assert box(page, "read")["x"] + 200 < box(page, "write")["x"]
+    wait_until(lambda: box(page, "read")["x"] + 200 < box(page, "write")["x"], 5, "the layout redone", every=0.1)
 
     # A node and an edge added, then undone one by one with Ctrl+Z, and redone.
     drop_from_palette(page, "output_dataset", 420, 500)

@@ -12,6 +12,7 @@ from pipelines.models import Pipeline, Run
 from tests.designer.conftest import connect, drop_from_palette, log_in, node, save_version
 from tests.engine.conftest import make_dataset
 from tests.factories import create_pipeline
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -181,7 +182,7 @@ def test_an_existing_pipeline_opens_where_it_was_left_and_asks_before_losing_cha
 
     page.on("dialog", stay)
     page.click(".topbar nav a[href='/pipelines/']")
-    page.wait_for_timeout(500)
+    wait_until(lambda: dialogs, 5, "the leave-page dialog", every=0.1, while_waiting=lambda: page.wait_for_timeout(1))
     assert dialogs == ["beforeunload"]
     assert page.url.endswith(f"/pipelines/{pipeline.pk}/designer/")
     expect(node(page, "read_raw")).to_be_visible()

@@ -11,19 +11,11 @@ from pipelines.tasks import execute_node
 from tests.engine.conftest import node_states, outputs, wait_for_run
 from tests.engine.test_basic_runs import edge, step
 from tests.factories import create_pipeline
+from tests.waiting import wait_until
 
 
 def markers(path):
     return path.read_text().splitlines() if path.exists() else []
-
-
-def wait_until(predicate, timeout=20, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {message}")
 
 
 def test_retries_with_exponential_backoff(engine, alice):
@@ -104,18 +96,18 @@ def test_timeout_fails_a_slow_node(engine, alice):
 
 
 def test_wait_holds_no_worker(engine, alice):
-    """Two 3 s waits and six quick steps on a worker with two processes: the steps are not
+    """Two 6 s waits and six quick steps on a worker with two processes: the steps are not
     blocked behind the waits, and each wait resumes on time."""
     doc = {
         "name": "waits",
-        "nodes": [{"key": f"wait{i}", "type": "wait", "config": {"duration_seconds": 3}} for i in (1, 2)]
+        "nodes": [{"key": f"wait{i}", "type": "wait", "config": {"duration_seconds": 6}} for i in (1, 2)]
         + [step(f"quick{i}") for i in range(6)]
         + [step("after1"), step("after2")],
         "edges": [edge("wait1", "after1"), edge("wait2", "after2")],
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
     wait_until(lambda: all(NodeRun.objects.get(run=run, node_key=f"quick{i}").state == "succeeded" for i in range(6)),
-               timeout=2.8, message="quick steps while both waits wait")  # fmt: skip
+               timeout=5.8, what="quick steps while both waits wait")  # fmt: skip
     assert set(NodeRun.objects.filter(run=run, node_key__startswith="wait").values_list("state", flat=True)) == {
         "waiting"
     }
@@ -123,7 +115,7 @@ def test_wait_holds_no_worker(engine, alice):
     assert run.state == "succeeded"
     for i in (1, 2):
         waited = NodeRun.objects.get(run=run, node_key=f"wait{i}")
-        assert (waited.finished_at - waited.started_at).total_seconds() >= 3
+        assert (waited.finished_at - waited.started_at).total_seconds() >= 6
 
 
 def test_wait_survives_a_restart_of_every_process(engine, alice, processes):
@@ -133,7 +125,7 @@ def test_wait_survives_a_restart_of_every_process(engine, alice, processes):
         "edges": [edge("before", "pause"), edge("pause", "after")],
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
-    wait_until(lambda: node_states(run)["pause"] == "waiting", message="the wait to start")
+    wait_until(lambda: node_states(run)["pause"] == "waiting", what="the wait to start")
     processes.worker.kill()  # kill -9: the delayed resume message dies with the worker
     processes.worker.stop()
     time.sleep(2.5)
@@ -153,7 +145,7 @@ def test_cancel_stops_running_and_queued_nodes(engine, alice):
         "edges": [edge("long", "after")],
     }  # fmt: skip
     run = start_run(create_pipeline(alice, doc), user=alice)
-    wait_until(lambda: NodeRun.objects.get(run=run, node_key="long").progress > 0, message="progress")
+    wait_until(lambda: NodeRun.objects.get(run=run, node_key="long").progress > 0, what="progress")
     assert runtime.cancel_run(run) is True
     started = time.monotonic()
     wait_for_run(run)
@@ -173,7 +165,7 @@ def test_cancel_reaches_child_runs(engine, alice):
         alice, {"name": "parent", "nodes": [{"key": "call", "type": "subpipeline", "config": {"pipeline": child.pk}}]}
     )
     run = start_run(parent, user=alice)
-    wait_until(lambda: child.runs.filter(state="running").exists(), message="the child run")
+    wait_until(lambda: child.runs.filter(state="running").exists(), what="the child run")
     runtime.cancel_run(run)
     child_run = child.runs.get()
     wait_for_run(child_run)
@@ -232,7 +224,7 @@ def test_kill_9_of_a_worker_mid_node_finishes_the_node_exactly_once(engine, alic
         "edges": [edge("work", "after")],
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
-    wait_until(lambda: NodeRun.objects.get(run=run, node_key="work").progress > 0.2, message="work under way")
+    wait_until(lambda: NodeRun.objects.get(run=run, node_key="work").progress > 0.2, what="work under way")
     processes.worker.kill()
     processes.worker.stop()
     processes.start_worker()

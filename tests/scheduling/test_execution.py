@@ -2,7 +2,6 @@
 starts the run and executes it. Overlap policies with real runs on the worker."""
 
 from datetime import UTC, timedelta
-import time
 
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -15,19 +14,9 @@ from tests.engine import workers
 from tests.engine.conftest import wait_for_run
 from tests.factories import create_pipeline
 from tests.scheduling.conftest import nightly_document
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(predicate, timeout, message, *, while_waiting=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if while_waiting:
-            while_waiting()
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
 def test_beat_fires_a_new_schedule_through_a_real_worker(engine, processes, alice):
@@ -81,11 +70,11 @@ def wide_worker(engine, engine_logs):
 
 
 def test_overlap_policies_with_real_runs(wide_worker, alice):
-    """Two fires a minute apart while the first run (3 s) is still going, through the workers."""
+    """Two fires a minute apart while the first run (6 s: ample on a busy machine) is still going."""
     first_due = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=3)
     made = {}
     for policy in ("skip", "queue", "allow"):
-        pipeline = create_pipeline(alice, nightly_document(sleep=3), name=policy)
+        pipeline = create_pipeline(alice, nightly_document(sleep=6), name=policy)
         schedule = schedules.create_schedule(pipeline, cron="* * * * *", params={"n": 1}, overlap=policy)
         Schedule.objects.filter(pk=schedule.pk).update(handled_through=first_due - timedelta(hours=1))
         made[policy] = schedule
@@ -111,7 +100,11 @@ def test_overlap_policies_with_real_runs(wide_worker, alice):
     # The periodic sweep (beat sends it every DATAMATE_SWEEP_SECONDS) starts the queued fire
     # once the first run is over.
     wait_until(
-        lambda: Run.objects.filter(schedule=made["queue"]).count() == 2, 30, "the queued run", while_waiting=sweep.delay
+        lambda: Run.objects.filter(schedule=made["queue"]).count() == 2,
+        30,
+        "the queued run",
+        every=0.25,
+        while_waiting=sweep.delay,
     )
     for policy, expected_runs in (("skip", 1), ("queue", 2), ("allow", 2)):
         runs = list(Run.objects.filter(schedule=made[policy]).order_by("id"))
