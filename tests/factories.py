@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.test import Client
 
 from pipelines import services
 
@@ -75,3 +76,10 @@ def linear_document(n: int, name: str = "linear") -> dict[str, Any]:
 def create_pipeline(owner, document: dict[str, Any] | None = None, **overrides: Any):
     document = {**(document or example_document()), **overrides}
     return services.import_pipeline(owner=owner, document=document)
+
+
+def logged_in(user, *, enforce_csrf_checks: bool = False) -> Client:
+    """A browser-like client with `user`'s session."""
+    client = Client(enforce_csrf_checks=enforce_csrf_checks)
+    client.force_login(user)
+    return client

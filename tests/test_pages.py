@@ -13,7 +13,7 @@ from pipelines.engine.runs import start_run
 from pipelines.engine.states import NodeState, RunState
 from pipelines.models import NodeRun, NodeRunLog, Pipeline, Run, Template
 from pipelines.views import graph_preview
-from tests.factories import create_pipeline, edge, node
+from tests.factories import create_pipeline, edge, logged_in, node
 
 
 def step(key, **config):
@@ -40,12 +40,6 @@ def run(alice):
     NodeRun.objects.filter(pk=rows["clean"].pk).update(state=NodeState.RUNNING, records_in=120, progress=0.5)
     NodeRunLog.objects.create(node_run=rows["fetch"], message="fetched 120 records <script>alert(1)</script>")
     return run
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_pipeline_list_shows_own_pipelines_with_their_last_run(alice, bob, run):

@@ -7,14 +7,9 @@ import pytest
 
 from datasets import services
 from tests.datasets import builders
+from tests.factories import logged_in
 
 pytestmark = pytest.mark.django_db
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

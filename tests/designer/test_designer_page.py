@@ -7,13 +7,7 @@ import re
 from django.test import Client
 
 from pipelines.models import Pipeline
-from tests.factories import create_pipeline
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.factories import create_pipeline, logged_in
 
 
 def page_config(html: str) -> dict:

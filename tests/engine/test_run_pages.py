@@ -8,15 +8,9 @@ from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun, Run
 from tests.engine.conftest import node_states, wait_for_run
 from tests.engine.test_runs_api import edge, step, wait_for_state
-from tests.factories import create_pipeline
+from tests.factories import create_pipeline, logged_in
 
 pytestmark = pytest.mark.slow
-
-
-def logged_in(user) -> Client:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    return client
 
 
 def post_form(client: Client, page: str, form_id: str, action: str, **fields):
@@ -50,7 +44,7 @@ def typed_pipeline(alice, tmp_path):
 
 
 def test_run_now_starts_a_run_with_typed_parameters(engine, alice, typed_pipeline):
-    client = logged_in(alice)
+    client = logged_in(alice, enforce_csrf_checks=True)
     page = f"/pipelines/{typed_pipeline.pk}/runs/"
     start = f"/pipelines/{typed_pipeline.pk}/runs/start/"
     html = client.get(page).content.decode()
@@ -68,7 +62,7 @@ def test_run_now_starts_a_run_with_typed_parameters(engine, alice, typed_pipelin
 
 
 def test_run_now_with_bad_input_names_the_parameter_and_starts_nothing(engine, alice, typed_pipeline):
-    client = logged_in(alice)
+    client = logged_in(alice, enforce_csrf_checks=True)
     page = f"/pipelines/{typed_pipeline.pk}/runs/"
     start = f"/pipelines/{typed_pipeline.pk}/runs/start/"
     response = post_form(client, page, "start-run", start, **{"param-limit": "seven"})
@@ -88,7 +82,7 @@ def test_cancel_button_cancels_a_running_run(engine, alice):
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
     wait_for_state(NodeRun.objects.get(run=run, node_key="slow"), "running")
-    client = logged_in(alice)
+    client = logged_in(alice, enforce_csrf_checks=True)
 
     response = post_form(client, f"/runs/{run.pk}/", "cancel-run", f"/runs/{run.pk}/cancel/")
     assert response.status_code == 302
@@ -107,7 +101,7 @@ def test_cancel_button_cancels_a_running_run(engine, alice):
 def test_rerun_form_reruns_from_the_failed_node_with_edited_parameters(engine, alice, typed_pipeline, tmp_path):
     original = wait_for_run(start_run(typed_pipeline, {"fail": True}, user=alice))
     assert node_states(original) == {"a": "succeeded", "b": "failed"}
-    client = logged_in(alice)
+    client = logged_in(alice, enforce_csrf_checks=True)
     html = client.get(f"/runs/{original.pk}/").content.decode()
     assert "the failed and unrun nodes (b)" in html
 
@@ -134,7 +128,7 @@ def test_rerun_form_reruns_from_the_failed_node_with_edited_parameters(engine, a
 
 def test_other_users_cannot_start_cancel_or_rerun(engine, alice, bob, typed_pipeline):
     run = wait_for_run(start_run(typed_pipeline, user=alice))
-    client = logged_in(bob)
+    client = logged_in(bob, enforce_csrf_checks=True)
     client.get("/pipelines/")
     token = client.cookies["csrftoken"].value
     for url in (f"/pipelines/{typed_pipeline.pk}/runs/start/", f"/runs/{run.pk}/cancel/", f"/runs/{run.pk}/rerun/"):
@@ -143,7 +137,7 @@ def test_other_users_cannot_start_cancel_or_rerun(engine, alice, bob, typed_pipe
 
 
 def test_actions_need_post_and_a_csrf_token(engine, alice, typed_pipeline):
-    client = logged_in(alice)
+    client = logged_in(alice, enforce_csrf_checks=True)
     url = f"/pipelines/{typed_pipeline.pk}/runs/start/"
     assert client.get(url).status_code == 405
     assert client.post(url, {}).status_code == 403
