@@ -320,19 +320,6 @@ class RecordWriter:
             self.close()
 
 
-def summary(manifest: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The small description a node publishes next to its parts (no part names, no records
-    beyond the samples): what downstream conditions and the run page read."""
-    return {
-        "count": manifest["count"],
-        "bytes": manifest["bytes"],
-        "fields": manifest["fields"],
-        "checksum": manifest["checksum"],
-        "metrics": dict(metrics or {}),
-        "samples": manifest["samples"],
-    }
-
-
 # -- reading ----------------------------------------------------------------------
 def _parts(manifest_or_parts: dict[str, Any] | Sequence[dict[str, Any] | str]) -> list[dict[str, Any]]:
     parts = manifest_or_parts["parts"] if isinstance(manifest_or_parts, dict) else manifest_or_parts

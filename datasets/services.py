@@ -147,14 +147,6 @@ def write_version(
     return _create_version_row(dataset, manifest, created_by=user, source=source[:500], produced_by_run=produced_by_run)
 
 
-def version_from_manifest(
-    dataset: Dataset, manifest: dict[str, Any], *, user=None, source: str = "", produced_by_run=None
-) -> DatasetVersion:
-    """Publish record parts that already exist (a node artifact) as the next version,
-    without copying them. The version then owns the parts: deleting it deletes them."""
-    return _create_version_row(dataset, manifest, created_by=user, source=source[:500], produced_by_run=produced_by_run)
-
-
 def import_version(
     dataset: Dataset,
     source: Source,

@@ -107,14 +107,6 @@ def update_secret(
     return _store(secret, value)
 
 
-def set_secret(*, owner, name: str, value: str, description: str | None = None) -> Secret:
-    """Create the owner's secret `name`, or give it a new value if it exists."""
-    existing = Secret.objects.filter(owner=owner, name=name).first()
-    if existing is None:
-        return create_secret(owner=owner, name=name, value=value, description=description or "")
-    return update_secret(existing, value=value, description=description)
-
-
 def delete_secret(secret: Secret) -> None:
     secret.delete()
 

@@ -240,15 +240,6 @@ def test_versions_are_numbered_and_immutable(dataset, alice):
     assert DatasetVersion.objects.get(pk=second.pk).source == "run 7, node publish"
 
 
-def test_version_from_an_existing_artifact_reuses_its_parts(dataset, media_root):
-    with records.RecordWriter("artifacts/run-3/clean", part_records=2) as writer:
-        writer.write_batch(builders.sample_records(5))
-    version = services.version_from_manifest(dataset, writer.manifest, source="run 3, node clean")
-    assert version.record_count == 5
-    assert all_records(version) == builders.sample_records(5)
-    assert all(name.startswith("artifacts/run-3/clean/") for name in stored_files(media_root))
-
-
 def test_a_version_records_the_run_that_produced_it(dataset, alice):
     from pipelines.engine.runs import start_run
     from tests.factories import create_pipeline

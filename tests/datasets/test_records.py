@@ -117,14 +117,6 @@ def test_missing_part_is_a_store_error(media_root):
         list(records.iter_records(writer.manifest))
 
 
-def test_summary_is_small_and_carries_metrics(media_root):
-    with records.RecordWriter("p", part_records=2) as writer:
-        writer.write_batch(rows(9))
-    summary = records.summary(writer.manifest, {"dropped": 3})
-    assert summary["count"] == 9 and summary["metrics"] == {"dropped": 3}
-    assert "parts" not in summary and len(summary["samples"]) == records.SAMPLE_RECORDS
-
-
 def test_parts_bigger_than_the_memory_spool_are_moved_into_place_whole(media_root):
     # ~3 MB per part: each spills from memory to a spool file next to the parts, which the
     # storage then renames into place; nothing of the spool may be left behind.

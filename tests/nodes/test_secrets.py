@@ -40,13 +40,6 @@ def test_the_key_comes_from_datamate_secrets_key_else_secret_key(alice, settings
     assert secrets.reveal(alice.pk, "b") == VALUE
 
 
-def test_set_secret_creates_then_replaces_the_value(alice):
-    first = secrets.set_secret(owner=alice, name="k", value="one")
-    second = secrets.set_secret(owner=alice, name="k", value="two")
-    assert first.pk == second.pk
-    assert secrets.reveal(alice.pk, "k") == "two"
-
-
 @pytest.mark.parametrize(
     ("name", "value", "field"), [("", "v", "name"), ("has space", "v", "name"), ("ok", "", "value")]
 )
