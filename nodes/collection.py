@@ -147,10 +147,12 @@ def _collect_files(ctx: ExecutionContext, config: dict[str, Any], extra: dict[st
                     kind = "text"
                 elif kind == "auto":
                     kind = importers.guess_format(name, is_dir=path.is_dir())
-                if kind == "text":
-                    yield [{"path": name, "text": path.read_text(encoding="utf-8")}]
-                elif kind == "folder":
+                if kind == "folder":
                     yield from importers.read_records(path, name, "folder", root=root)
+                elif path.is_dir():
+                    raise NodeFailed(f"{name} is a folder: read it with format 'auto', or name its files with a glob")
+                elif kind == "text":
+                    yield [{"path": name, "text": path.read_text(encoding="utf-8")}]
                 else:
                     with path.open("rb") as handle:
                         yield from importers.read_records(handle, name, kind)

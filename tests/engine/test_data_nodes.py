@@ -161,6 +161,14 @@ def test_collection_does_not_follow_a_symlink_out_of_the_root(engine, alice, imp
     assert NodeRun.objects.get(run=run).output in (None, {})
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "text"])
+def test_collection_of_a_folder_in_a_file_format_fails_saying_so(engine, alice, import_root, fmt):
+    doc = {"name": "folder", "nodes": [node("grab", "data_collection", source="files", paths=["collect"], format=fmt)]}
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    assert run.state == "failed"
+    assert run.error == "grab: collect is a folder: read it with format 'auto', or name its files with a glob"
+
+
 def test_synthesis_from_nothing_and_per_record(engine, alice, corpus):
     doc = {
         "name": "synth",
