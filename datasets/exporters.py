@@ -19,6 +19,8 @@ from datasets import records
 from datasets.errors import DatasetError
 
 EXPORT_FORMATS = ("jsonl", "csv", "parquet", "label_studio")
+#: How pages name each format.
+FORMAT_LABELS = {"jsonl": "JSONL", "csv": "CSV", "parquet": "Parquet", "label_studio": "Label Studio"}
 CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv; charset=utf-8",

@@ -13,6 +13,7 @@ import orjson
 
 from datasets import services
 from datasets.errors import DatasetError
+from datasets.exporters import EXPORT_FORMATS, FORMAT_LABELS
 
 PREVIEW_PAGE_SIZE = 20
 PREVIEW_COLUMNS = 8
@@ -86,7 +87,8 @@ def dataset_list(request):
 def dataset_detail(request, dataset_id: int):
     dataset = get_object_or_404(services.visible_datasets(request.user), pk=dataset_id)
     versions = list(dataset.versions.select_related("created_by", "produced_by_run"))
-    context: dict[str, Any] = {"dataset": dataset, "versions": versions}
+    export_formats = [(fmt, FORMAT_LABELS[fmt]) for fmt in EXPORT_FORMATS]
+    context: dict[str, Any] = {"dataset": dataset, "versions": versions, "export_formats": export_formats}
     if versions:
         number = request.GET.get("version")
         try:

@@ -1,6 +1,7 @@
 """The dataset pages (list, detail with preview, stats and chart) and the admin."""
 
 import io
+import re
 
 from django.test import Client
 import pytest
@@ -43,7 +44,13 @@ def test_detail_shows_versions_preview_stats_and_chart(alice, version):
     assert "page 1 of 3" in html
     # Record values are escaped.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
-    assert f"/api/datasets/{version.dataset_id}/versions/1/export/?format=parquet" in html
+    # One download link per export format, each of which works.
+    links = re.findall(rf'href="(/api/datasets/{version.dataset_id}/versions/1/export/\?format=(\w+))"', html)
+    assert [fmt for _, fmt in links] == ["jsonl", "csv", "parquet", "label_studio"]
+    for link, fmt in links:
+        download = logged_in(alice).get(link)
+        assert download.status_code == 200, (fmt, download.content[:200])
+        assert b"".join(download.streaming_content if download.streaming else [download.content]), fmt
 
     page2 = logged_in(alice).get(f"/datasets/{version.dataset_id}/?version=1&page=2").content.decode()
     assert "page 2 of 3" in page2 and "Document 20" in page2
