@@ -75,3 +75,16 @@ def test_designer_load_benchmark_runs_and_reports_its_figures(tmp_path):
         assert figures[f"{name}_ms"] > 0 and figures[f"{name}_baseline_ms"] > 0, figures
         assert figures[f"{name}_ratio"] == pytest.approx(figures[f"{name}_ms"] / figures[f"{name}_baseline_ms"])
     assert "Designer load:" in output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_soak_benchmark_kills_a_worker_and_reports_nothing_lost(tmp_path):
+    report = tmp_path / "soak.json"
+    output = run_benchmark("soak.py", "--runs", "3", "--kills", "1", "--json", str(report), timeout=120)
+    figures = json.loads(report.read_text())
+    assert figures["database"] == ("postgresql" if os.environ.get("DATABASE_URL") else "sqlite")
+    assert (figures["runs"], figures["runs_succeeded"], figures["effects_expected"]) == (3, 3, 33), figures
+    assert figures["duplicate_effects"] == figures["lost_effects"] == figures["stuck_node_runs"] == 0, figures
+    assert figures["held"] is True
+    assert "duplicate effects" in output and "wall time (s)" in output

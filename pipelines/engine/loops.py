@@ -95,25 +95,33 @@ def _next_or_finish(run: Run, plan: Plan, node: PlanNode, node_run: NodeRun, ind
 def iteration_finished(run: Run, plan: Plan, path: str) -> None:
     parent_path, loop_key, index = runtime.split_iteration(path)
     node_run = NodeRun.objects.get(run_id=run.pk, node_key=loop_key, iteration=parent_path)
-    won = NodeRun.objects.filter(
-        pk=node_run.pk, state=NodeState.WAITING, iterations_done=index, attempt=node_run.attempt
-    ).update(iterations_done=index + 1)
-    if not won:
+    if node_run.state != NodeState.WAITING or node_run.iterations_done != index:
         return
-    node_run.iterations_done = index + 1
     body = list(NodeRun.objects.filter(run_id=run.pk, iteration=path))
     failures = [row for row in body if failed_unhandled(row.state, row.handles)]
+    state = dict(node_run.output)
+    if not failures:
+        sinks = set(plan.sinks(loop_key))
+        outputs = {row.node_key: row.output for row in body if row.node_key in sinks and row.output is not None}
+        state["results"] = ([*state.get("results", []), outputs])[-MAX_RESULTS:]
+    # The count and the results in one update: a worker dying after it loses neither.
+    won = NodeRun.objects.filter(
+        pk=node_run.pk, state=NodeState.WAITING, iterations_done=index, attempt=node_run.attempt
+    ).update(iterations_done=index + 1, output=state)
+    if not won:
+        return
+    node_run.iterations_done, node_run.output = index + 1, state
     if failures:
         detail = "; ".join(f"{row.node_key}: {row.error}" for row in failures)
         runtime.fail(run, plan, node_run, f"iteration {index} failed: {detail}", retry=False)
         return
-    sinks = set(plan.sinks(loop_key))
-    outputs = {row.node_key: row.output for row in body if row.node_key in sinks and row.output is not None}
-    state = dict(node_run.output)
-    state["results"] = ([*state.get("results", []), outputs])[-MAX_RESULTS:]
-    NodeRun.objects.filter(pk=node_run.pk).update(output=state)
-    node_run.output = state
     _next_or_finish(run, plan, plan.nodes[loop_key], node_run, index + 1)
+
+
+def resume(run: Run, plan: Plan, node_run: NodeRun) -> None:
+    """Start the iteration `iterations_done` (or finish) of a waiting Loop whose worker died
+    before creating it (the sweeper's repair; see sweeper.unstall)."""
+    _next_or_finish(run, plan, plan.nodes[node_run.node_key], node_run, node_run.iterations_done)
 
 
 def _iteration_outputs(run: Run, loop_run: NodeRun, index: int) -> dict[str, Any]:

@@ -6,11 +6,15 @@ survive any process dying, because it works from the database alone.
 
 from __future__ import annotations
 
+import contextlib
+
+from django.db import IntegrityError
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from pipelines.engine import execution, runtime, shards
-from pipelines.engine.states import NodeState
-from pipelines.models import NodeRun
+from pipelines.engine import execution, loops, runtime, shards
+from pipelines.engine.states import NodeState, RunState
+from pipelines.models import NodeRun, Run
 
 #: A node run re-queued after lost workers more often than this fails instead.
 MAX_LOST_WORKER_ATTEMPTS = 5
@@ -19,7 +23,7 @@ MAX_LOST_WORKER_ATTEMPTS = 5
 def sweep() -> dict[str, int]:
     now = timezone.now()
     stale = now - runtime.stale_after()
-    counts = {"resumed": 0, "requeued": 0, "reenqueued": 0}
+    counts = {"resumed": 0, "requeued": 0, "reenqueued": 0, "unstalled": 0}
 
     for node_run_id in NodeRun.objects.filter(state=NodeState.WAITING, resume_at__lte=now).values_list("pk", flat=True):
         execution.resume_due_wait(node_run_id)
@@ -50,4 +54,40 @@ def sweep() -> dict[str, int]:
         runtime.enqueue(lost)
         counts["reenqueued"] = len(lost)
     counts.update(shards.sweep(now, stale))
+    for run in stalled_runs(stale):
+        counts["unstalled"] += unstall(run)
     return counts
+
+
+def stalled_runs(stale):
+    """Running runs where no node run is ready, running or on a timer, and none moved since
+    `stale`: a worker died between committing a node's final state and moving on (readying
+    the successors, ending a Loop iteration or the run), so nothing else will move them."""
+    busy = NodeRun.objects.filter(run_id=OuterRef("pk")).filter(
+        Q(state__in=[NodeState.READY, NodeState.RUNNING])
+        | Q(state=NodeState.WAITING, resume_at__isnull=False)
+        | Q(ready_at__gte=stale)
+        | Q(started_at__gte=stale)
+        | Q(finished_at__gte=stale)
+    )
+    return Run.objects.filter(state=RunState.RUNNING, started_at__lt=stale).exclude(Exists(busy))
+
+
+def unstall(run: Run) -> int:
+    """Make the moves a dead worker left undone, from the database. Each is a conditional
+    update, so a move already made is not made twice. Returns 1 if the run was looked at."""
+    run = runtime.run_for(run.pk)
+    plan = runtime.plan_for(run)
+    rows = list(NodeRun.objects.filter(run_id=run.pk))
+    waiting = [row for row in rows if row.state == NodeState.WAITING]
+    if any(not plan.nodes[row.node_key].node_type.is_container for row in waiting):
+        return 0  # a child run or shards: they move it on when they finish
+    scopes = {row.iteration for row in rows}
+    for loop in waiting:  # a Loop whose next iteration was never created
+        if runtime.iteration_path(loop.iteration, loop.node_key, loop.iterations_done) not in scopes:
+            with contextlib.suppress(IntegrityError):  # a slow worker created it after all
+                loops.resume(run, plan, loop)
+    for row in rows:
+        if row.state in NodeState.FINISHED:
+            runtime.advance(run, plan, row)
+    return 1

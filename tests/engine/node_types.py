@@ -49,7 +49,7 @@ class TestStep(NodeType):
             raise NodeFailed(f"planned failure on attempt {ctx.attempt}")
         if config.get("marker_file"):
             with Path(config["marker_file"]).open("a") as marker:
-                marker.write(f"{ctx.run_id}|{ctx.node_key}|{(ctx.loop or {}).get('index', '')}\n")
+                marker.write(f"{ctx.run_id}|{ctx.node_key}|{(ctx.loop or {}).get('index', '')}|{ctx.attempt}\n")
         output = {
             "attempt": ctx.attempt,
             "inputs": sorted(ctx.inputs),
