@@ -42,6 +42,11 @@ class DatasetVersion(models.Model):
     produced_by_run = models.ForeignKey(
         "pipelines.Run", on_delete=models.SET_NULL, null=True, blank=True, related_name="dataset_versions"
     )
+    #: The node run that wrote it: a later attempt of that node run (its worker was lost after
+    #: writing) keeps this version instead of writing a second one.
+    produced_by_node_run = models.ForeignKey(
+        "pipelines.NodeRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

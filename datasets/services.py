@@ -130,6 +130,7 @@ def write_version(
     user=None,
     source: str = "",
     produced_by_run=None,
+    produced_by_node_run_id: int | None = None,
     part_records: int = records.DEFAULT_PART_RECORDS,
     name: str = "records",
 ) -> DatasetVersion:
@@ -144,7 +145,14 @@ def write_version(
             except (TypeError, orjson.JSONEncodeError) as error:
                 raise DatasetImportError(name, None, f"record {writer.count + 1} cannot be stored: {error}") from None
         manifest = writer.close()
-    return _create_version_row(dataset, manifest, created_by=user, source=source[:500], produced_by_run=produced_by_run)
+    return _create_version_row(
+        dataset,
+        manifest,
+        created_by=user,
+        source=source[:500],
+        produced_by_run=produced_by_run,
+        produced_by_node_run_id=produced_by_node_run_id,
+    )
 
 
 def import_version(

@@ -132,6 +132,10 @@ def output_dataset(ctx: ExecutionContext) -> NodeResult:
     if not ctx.run_id:  # a node test: what would be written, without reading it
         count = count_of(manifests) + (latest.record_count if latest else 0)
         return NodeResult(output={"dataset": name, "mode": mode, "count": count, "written": False})
+    earlier = _version_of_a_lost_attempt(ctx)
+    if earlier is not None:
+        ctx.log(f"kept {name} v{earlier.number}, written by attempt {ctx.attempt - 1}, whose worker was lost")
+        return result(earlier.manifest, records_in=count_of(manifests), dataset=name, version=earlier.number, mode=mode)
     batches = read_inputs(ctx, ([latest.manifest] if latest else []) + manifests)
     created = dataset is None
     if created:
@@ -144,7 +148,11 @@ def output_dataset(ctx: ExecutionContext) -> NodeResult:
         ctx.log(f"created dataset {name}")
     try:
         version = services.write_version(
-            dataset, batches, source=f"run {ctx.run_id}, node {ctx.node_key} ({mode})", produced_by_run=ctx.run_id
+            dataset,
+            batches,
+            source=f"run {ctx.run_id}, node {ctx.node_key} ({mode})",
+            produced_by_run=ctx.run_id,
+            produced_by_node_run_id=ctx.node_run.pk,
         )
     except BaseException:
         if created:  # no empty dataset is left behind by a failed first write
@@ -152,6 +160,16 @@ def output_dataset(ctx: ExecutionContext) -> NodeResult:
         raise
     ctx.log(f"wrote {name} v{version.number}: {version.record_count} records")
     return result(version.manifest, records_in=count_of(manifests), dataset=name, version=version.number, mode=mode)
+
+
+def _version_of_a_lost_attempt(ctx: ExecutionContext):
+    """The version an earlier attempt of this node run wrote, if its worker died before it
+    could record success: writing again would publish the records twice."""
+    from datasets.models import DatasetVersion
+
+    if ctx.attempt == 1:
+        return None
+    return DatasetVersion.objects.filter(produced_by_node_run=ctx.node_run).first()
 
 
 def data_cleaning(ctx: ExecutionContext) -> NodeResult:

@@ -3,11 +3,13 @@ an Output Dataset node writes its version: the node fails, or retries cleanly, a
 version, empty dataset or orphan record file is left."""
 
 import contextlib
+from datetime import timedelta
 from pathlib import Path
 import time
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 import pytest
 
 from datasets.models import Dataset, DatasetVersion
@@ -15,32 +17,31 @@ from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun, NodeRunLog
 from tests.engine.conftest import all_records, make_dataset, node, wait_for_run
 from tests.factories import create_pipeline
+from tests.waiting import wait_until
 
 ERROR = "chaos: injected database error"
 ROWS = [{"id": i, "text": f"record {i}"} for i in range(5)]
 
 
 @contextlib.contextmanager
-def failing_version_inserts():
-    """While the table `chaos_fault` holds a row, every INSERT of a DatasetVersion fails in
-    the database itself. Yields a function switching the fault on or off."""
-    table = DatasetVersion._meta.db_table
+def database_fault(table: str, event: str = "INSERT", condition: str = "1 = 1"):
+    """While the table `chaos_fault` holds a row, every `event` on `table` whose row meets
+    `condition` (SQL over NEW) fails in the database itself. Yields a switch for the fault."""
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE chaos_fault (active INTEGER)")
         if connection.vendor == "postgresql":
             cursor.execute(
                 "CREATE FUNCTION chaos_fail() RETURNS trigger AS $$ BEGIN "
-                f"IF EXISTS (SELECT 1 FROM chaos_fault) THEN RAISE EXCEPTION '{ERROR}'; END IF; "
+                f"IF EXISTS (SELECT 1 FROM chaos_fault) AND ({condition}) THEN RAISE EXCEPTION '{ERROR}'; END IF; "
                 "RETURN NEW; END $$ LANGUAGE plpgsql"
             )
             cursor.execute(
-                f"CREATE TRIGGER chaos_version_insert BEFORE INSERT ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION chaos_fail()"
+                f"CREATE TRIGGER chaos_fault BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION chaos_fail()"
             )
         else:
             cursor.execute(
-                f"CREATE TRIGGER chaos_version_insert BEFORE INSERT ON {table} "
-                f"WHEN EXISTS (SELECT 1 FROM chaos_fault) BEGIN SELECT RAISE(ABORT, '{ERROR}'); END"
+                f"CREATE TRIGGER chaos_fault BEFORE {event} ON {table} "
+                f"WHEN EXISTS (SELECT 1 FROM chaos_fault) AND ({condition}) BEGIN SELECT RAISE(ABORT, '{ERROR}'); END"
             )
 
     def switch(on: bool) -> None:
@@ -52,12 +53,14 @@ def failing_version_inserts():
         yield switch
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"DROP TRIGGER chaos_version_insert{f' ON {table}' if connection.vendor == 'postgresql' else ''}"
-            )
+            cursor.execute(f"DROP TRIGGER chaos_fault{f' ON {table}' if connection.vendor == 'postgresql' else ''}")
             if connection.vendor == "postgresql":
                 cursor.execute("DROP FUNCTION chaos_fail()")
             cursor.execute("DROP TABLE chaos_fault")
+
+
+def failing_version_inserts():
+    return database_fault(DatasetVersion._meta.db_table)
 
 
 def stored_files() -> set[Path]:
@@ -125,3 +128,32 @@ def test_a_retried_node_writes_one_whole_version_after_a_database_error(engine, 
     added = stored_files() - before
     parts = {part["name"] for version in (fresh, curated.versions.get(number=2)) for part in version.manifest["parts"]}
     assert {str(path) for path in added} == parts
+
+
+def given_up(node_run: NodeRun) -> bool:
+    return node_run.state == "running" and timezone.now() - node_run.heartbeat_at > timedelta(seconds=1.5)
+
+
+@pytest.mark.slow
+def test_a_database_error_recording_success_after_the_version_was_written_keeps_one_version(engine, processes, alice):
+    """The version is committed, then recording the node's success fails: the worker gives
+    the node up, the sweeper runs it again (attempt 2), which keeps that version."""
+    make_dataset(alice, "raw", ROWS)
+    curated = make_dataset(alice, "curated", ROWS[:2])
+    pipeline = create_pipeline(alice, publish_document())
+    success = "NEW.state = 'succeeded' AND NEW.node_key = 'again'"
+    with database_fault(NodeRun._meta.db_table, "UPDATE", success) as fault:
+        run = start_run(pipeline, user=alice)
+        wait_until(lambda: curated.versions.count() == 2, 30, "the version to be written")
+        # The worker gave the node up: still `running`, its heartbeat stopped (it beats every 0.5 s).
+        wait_until(lambda: given_up(NodeRun.objects.get(run=run, node_key="again")), 30, "the failed success write")
+        fault(False)
+    processes.start_beat()  # the sweeper finds the node run whose worker gave it up
+    run = wait_for_run(run, timeout=60)
+    assert run.state == "succeeded", run.error
+    again = NodeRun.objects.get(run=run, node_key="again")
+    assert again.attempt == 2
+    assert list(curated.versions.values_list("number", flat=True)) == [2, 1]  # no third version
+    assert again.output["version"] == 2
+    assert all_records(curated.versions.get(number=2).manifest) == ROWS[:2] + ROWS
+    assert NodeRunLog.objects.filter(node_run=again, message__contains="kept curated v2").exists()
