@@ -86,11 +86,14 @@ class EmbeddedRedis:
 def start_embedded_redis(
     directory: Path,
     *,
+    port: int | None = None,
     startup_timeout: float = 10.0,
     attempts: int = 3,
     **popen_kwargs,
 ) -> EmbeddedRedis:
     """Start redis-server in `directory` and return once it answers PING.
+
+    On `port` if given (a server started again where its clients expect it), else on a free one.
 
     `popen_kwargs` go to subprocess.Popen (e.g. stdout=PIPE to stream its log); by default
     its output is discarded. The child gets its own session and dies with its parent.
@@ -104,8 +107,9 @@ def start_embedded_redis(
     popen_kwargs.setdefault("start_new_session", True)
     popen_kwargs.setdefault("preexec_fn", die_with_parent)
     executable = find_redis_server()
+    chosen = port
     for _ in range(attempts):
-        port = free_port()
+        port = chosen or free_port()
         command = [
             executable,
             "--bind", "127.0.0.1",

@@ -44,6 +44,13 @@ the consumer sends a fresh snapshot and continues from it. A lost *last* event i
 the same way, through the counter. A client thus sees a snapshot, then deltas S+1, S+2, …
 without gaps, and possibly a later snapshot that replaces everything it held.
 
+Redis restarts. Events published while Redis is down are lost, and a Redis that keeps
+nothing on disk restarts every counter at zero, so numbers already forwarded come again
+for new changes. The subscription itself survives (the layer reconnects), so the
+watchdog also compares Redis's `run_id` (new at every start) with the one read before the
+last snapshot, and treats a failing Redis call the same way: a fresh snapshot once Redis
+answers again.
+
 Client rules (implemented in static/js/run.js):
 
 * A snapshot replaces all state.
@@ -72,6 +79,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+import redis
 
 from pipelines import services
 from pipelines.engine import events
@@ -90,6 +98,19 @@ CLOSE_FORBIDDEN = 4403
 
 def may_see_run(user, run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, pipeline__in=services.visible_pipelines(user)).exists()
+
+
+def redis_server_id() -> str:
+    """Redis's `run_id`: a new one means Redis restarted, and events may have been lost."""
+    return events.redis_client().info("server")["run_id"]
+
+
+def sequence_and_server(run_id: int) -> tuple[int, str]:
+    with events.redis_client().pipeline(transaction=False) as pipe:
+        pipe.get(events.sequence_key(run_id))
+        pipe.info("server")
+        value, info = pipe.execute()
+    return int(value) if value else 0, info["run_id"]
 
 
 def snapshot(run_id: int) -> dict[str, Any] | None:
@@ -120,6 +141,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         self.seq: int | None = None  # the last number the client has; None before the snapshot
         self.early: dict[int, dict] = {}  # events waiting for their predecessors (or the snapshot)
         self.lock = asyncio.Lock()
+        self.redis_server: str | None = None  # Redis's run_id, read before the last snapshot
+        self.redis_lost = False  # a Redis call failed: events may be lost, resync when it answers
         self.group = events.group_name(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -167,7 +190,9 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     # --- snapshot, order, losses --------------------------------------------------------
 
     async def _send_snapshot(self) -> None:
+        self.redis_server = await sync_to_async(redis_server_id, thread_sensitive=False)()
         data = await database_sync_to_async(snapshot)(self.run_id)
+        self.redis_lost = False
         if data is None:
             self.early = {}
             await self.close(code=CLOSE_FORBIDDEN)
@@ -192,10 +217,20 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
                 await asyncio.sleep(GAP_WAIT)
                 periods += 1
                 async with self.lock:
-                    if self.seq is None or owed > self.seq:
-                        await self._send_snapshot()
-                        owed = 0
-                        continue
-                    owed = max(self.early, default=0)
-                    if not owed and periods % IDLE_CHECK_PERIODS == 0:
-                        owed = await sync_to_async(events.current_sequence, thread_sensitive=False)(self.run_id)
+                    try:
+                        if self.seq is None or owed > self.seq or self.redis_lost:
+                            await self._send_snapshot()
+                            owed = 0
+                            continue
+                        owed = max(self.early, default=0)
+                        if periods % IDLE_CHECK_PERIODS == 0:
+                            counter, server = await sync_to_async(sequence_and_server, thread_sensitive=False)(
+                                self.run_id
+                            )
+                            if server != self.redis_server:  # Redis restarted
+                                await self._send_snapshot()
+                                owed = 0
+                                continue
+                            owed = owed or counter
+                    except (redis.RedisError, OSError):
+                        self.redis_lost = True
