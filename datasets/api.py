@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from datamate.api_errors import FIELD_ERRORS, FieldErrorResponses
 from datasets import services
 from datasets.errors import DatasetError, UploadTooLarge
-from datasets.exporters import EXPORT_FORMATS, LABEL_STUDIO_OPTIONS
+from datasets.exporters import CONTENT_TYPES, EXPORT_FORMATS, LABEL_STUDIO_OPTIONS
 from datasets.models import Dataset, DatasetVersion
 from datasets.serializers import (
     DatasetSerializer,
@@ -203,7 +203,10 @@ class DatasetVersionViewSet(
             OpenApiParameter("label_as", str, enum=["predictions", "annotations"], description="label_studio."),
             OpenApiParameter("score_field", str, description="label_studio: a field to give as prediction score."),
         ],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 400: FIELD_ERRORS},
+        responses={
+            **{(200, content_type.split(";")[0]): OpenApiTypes.BINARY for content_type in CONTENT_TYPES.values()},
+            400: FIELD_ERRORS,
+        },
     )
     @action(detail=True, methods=["get"])
     def export(self, request, dataset_pk=None, number=None):

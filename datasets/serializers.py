@@ -21,7 +21,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     fields = serializers.SerializerMethodField(
         method_name="field_list", help_text="Each field's name and the JSON types of its values."
     )

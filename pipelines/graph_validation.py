@@ -83,28 +83,60 @@ def _node_key_at(document: dict[str, Any], path: list[Any]) -> str | None:
     return None
 
 
-def _non_finite_numbers(value: Any, path: list[Any]) -> Iterator[list[Any]]:
-    """Paths of numbers such as 1e400, which JSON parsing turns into inf and JSON cannot store."""
-    if isinstance(value, float) and not math.isfinite(value):
-        yield path
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            yield from _non_finite_numbers(item, [*path, name])
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _non_finite_numbers(item, [*path, index])
+#: Deeper values are refused: real configs nest a few levels, and the checks and the copies
+#: that follow recurse (a RecursionError would be a 500).
+MAX_NESTING = 100
+
+
+def _value_problems(document: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    """(path, message) for what JSON or the database cannot store, and for nesting beyond
+    MAX_NESTING. Iterative, so a deep document cannot exhaust the stack here."""
+    stack: list[tuple[Any, list[Any]]] = [(document, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            # 1e400: JSON parsing turns it into inf, which JSON cannot store.
+            yield path, "number out of range"
+        elif isinstance(value, str) and "\x00" in value:
+            # PostgreSQL text and jsonb cannot hold NUL.
+            yield path, "must not contain the NUL character"
+        elif isinstance(value, dict | list):
+            if len(path) >= MAX_NESTING:
+                yield path, f"nested too deeply (at most {MAX_NESTING} levels)"
+                continue
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for name, item in items:
+                if isinstance(name, str) and "\x00" in name:
+                    yield [*path, name], "must not contain the NUL character"
+                else:
+                    stack.append((item, [*path, name]))
+
+
+_SIZE_LIMITS = (
+    ("parameters", documents.MAX_PARAMETERS),
+    ("nodes", documents.MAX_NODES),
+    ("edges", documents.MAX_EDGES),
+)
 
 
 def validate_document(document: Any) -> list[GraphError]:
     if not isinstance(document, dict):
         return [GraphError("document", "must be a JSON object")]
+    # Sizes first: checking each of 100,000 edges against the schema would take seconds.
+    too_many = [
+        GraphError(name, f"too many items (at most {limit})")
+        for name, limit in _SIZE_LIMITS
+        if isinstance(document.get(name), list) and len(document[name]) > limit
+    ]
+    if too_many:
+        return too_many
     shape_errors = [
         GraphError(schemas.locate(error, ""), _message(error), _node_key_at(document, list(error.absolute_path)))
         for error in _DOCUMENT_VALIDATOR.iter_errors(document)
     ]
     shape_errors += [
-        GraphError(schemas.format_path("", path), "number out of range", _node_key_at(document, path))
-        for path in _non_finite_numbers(document, [])
+        GraphError(schemas.format_path("", path), message, _node_key_at(document, path))
+        for path, message in _value_problems(document)
     ]
     if shape_errors:
         # The graph rules below rely on the shape, so stop here.

@@ -12,6 +12,11 @@ MAX_TEST_WAIT_SECONDS = 60.0
 class NodeRunSerializer(serializers.ModelSerializer):
     key = serializers.CharField(source="node_key", read_only=True)
     duration_ms = serializers.SerializerMethodField(help_text="Wall time from start to finish; null until both.")
+    # Typed, so the schema says "object or null" (an untyped nullable JSON field is an invalid oneOf).
+    output = serializers.DictField(read_only=True, allow_null=True, help_text="Null until the node finished.")
+    handles = serializers.ListField(
+        child=serializers.CharField(), read_only=True, allow_null=True, help_text="Source handles that carry on."
+    )
 
     class Meta:
         model = NodeRun
@@ -170,7 +175,7 @@ class NodeTestPendingSerializer(serializers.Serializer):
 
 
 class NodeTestResultSerializer(serializers.Serializer):
-    output = serializers.JSONField(allow_null=True)
+    output = serializers.DictField(allow_null=True)
     handles = serializers.ListField(child=serializers.CharField(), allow_null=True)
     records_in = serializers.IntegerField(allow_null=True)
     records_out = serializers.IntegerField(allow_null=True)

@@ -16,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from datamate.api_errors import FIELD_ERRORS, FieldErrorResponses
 from pipelines import services
 from pipelines.engine import node_test, runs
 from pipelines.engine.runs import start_run
@@ -32,12 +33,11 @@ from pipelines.run_serializers import (
     StartRunSerializer,
 )
 
-FIELD_ERRORS = OpenApiResponse(
-    description='Bad input: {"errors": [{"field", "message"}]} (e.g. field "params.n"), or {"<field>": [messages]}.'
-)
 CONFLICT = OpenApiResponse(description="The run is in a state that does not allow this.")
 LOG_PAGE_DEFAULT = 500
 LOG_PAGE_MAX = 5000
+#: The largest integer SQLite and PostgreSQL store; a larger id cannot name anything.
+MAX_ID = 2**63 - 1
 
 
 def visible_runs(user):
@@ -46,7 +46,7 @@ def visible_runs(user):
     )
 
 
-def _int_param(request, name: str, *, minimum: int, maximum: int | None = None, default: int | None = None):
+def _int_param(request, name: str, *, minimum: int, maximum: int = MAX_ID, default: int | None = None):
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -54,8 +54,8 @@ def _int_param(request, name: str, *, minimum: int, maximum: int | None = None, 
         value = int(raw)
     except ValueError:
         raise ValidationError({name: ["must be an integer"]}) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+    if value < minimum or value > maximum:
+        bound = f"between {minimum} and {maximum}" if maximum != MAX_ID else f"at least {minimum} (and an id)"
         raise ValidationError({name: [f"must be {bound}"]})
     return value
 
@@ -70,7 +70,7 @@ def _detail(run: Run) -> dict:
 
 
 @extend_schema_view(list=extend_schema(summary="Runs of this pipeline, newest first"))
-class PipelineRunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class PipelineRunViewSet(FieldErrorResponses, mixins.ListModelMixin, viewsets.GenericViewSet):
     """`/api/pipelines/{pipeline_pk}/runs/`: list a pipeline's runs and start one."""
 
     serializer_class = RunSerializer
@@ -113,7 +113,7 @@ class PipelineRunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     ),
     retrieve=extend_schema(summary="A run with its node runs", responses={200: RunDetailSerializer}),
 )
-class RunViewSet(viewsets.ReadOnlyModelViewSet):
+class RunViewSet(FieldErrorResponses, viewsets.ReadOnlyModelViewSet):
     """`/api/runs/`: every visible run; one run with its node runs, logs, cancel, re-run."""
 
     serializer_class = RunSerializer
@@ -206,7 +206,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(_detail(new_run), status=status.HTTP_201_CREATED)
 
 
-class PipelineNodeViewSet(viewsets.GenericViewSet):
+class PipelineNodeViewSet(FieldErrorResponses, viewsets.GenericViewSet):
     """`/api/pipelines/{pipeline_pk}/nodes/{key}/...`: actions on one node of the saved graph."""
 
     lookup_field = "key"

@@ -11,12 +11,13 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from datamate.api_errors import FieldErrorResponses
 from pipelines import schedules, services
 from pipelines.models import Schedule
 
 FIELD_ERRORS = OpenApiResponse(
     description='Bad input: {"errors": [{"field", "message"}]} with field "cron", "timezone", "params.<name>", '
-    '"overlap", "version" or "end_at"; or {"<field>": [messages]} for a value of the wrong type.'
+    '"overlap", "version", "end_at" or the field of a value of the wrong type.'
 )
 NEXT_RUNS_HELP = f"The next {schedules.NEXT_RUNS} fire times, ISO 8601 with the offset of the schedule's time zone."
 
@@ -36,6 +37,8 @@ class ScheduleSerializer(serializers.ModelSerializer):
     crontab = serializers.SerializerMethodField()
     description = serializers.SerializerMethodField(help_text="The expression in words, with its time zone.")
     next_runs = serializers.SerializerMethodField(help_text=NEXT_RUNS_HELP)
+    # Declared so the schema admits "" (the schedule has not fired yet).
+    last_outcome = serializers.ChoiceField(choices=Schedule.Outcome.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = Schedule
@@ -126,7 +129,7 @@ class PreviewSerializer(serializers.Serializer):
     retrieve=extend_schema(summary="A schedule, in words, with its next fire times"),
     destroy=extend_schema(summary="Delete a schedule (and its beat entry)"),
 )
-class PipelineScheduleViewSet(viewsets.ModelViewSet):
+class PipelineScheduleViewSet(FieldErrorResponses, viewsets.ModelViewSet):
     """`/api/pipelines/{pipeline_pk}/schedules/`: cron schedules that celery beat fires."""
 
     serializer_class = ScheduleSerializer
@@ -180,7 +183,7 @@ class PipelineScheduleViewSet(viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ScheduleToolsViewSet(viewsets.ViewSet):
+class ScheduleToolsViewSet(FieldErrorResponses, viewsets.ViewSet):
     """`/api/schedules/preview/`: check an expression without saving anything."""
 
     @extend_schema(

@@ -40,7 +40,9 @@ class ValidationResultSerializer(serializers.Serializer):
 
 
 class TemplateSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Built-in templates have no owner, and only they have a slug.
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    slug = serializers.CharField(read_only=True, help_text='Set on built-in templates only ("" otherwise).')
     built_in = serializers.BooleanField(read_only=True)
 
     class Meta:

@@ -130,7 +130,7 @@ def test_bad_params_are_400_naming_the_parameter(transactional_db, alice_api, pa
 def test_bad_version_or_params_shape_is_400_naming_the_field(transactional_db, alice_api, param_pipeline, body, field):
     response = alice_api.post(f"/api/pipelines/{param_pipeline.pk}/runs/", body, format="json")
     assert response.status_code == 400
-    assert field in response.json(), response.json()
+    assert field in errors_by_field(response), response.json()
     assert not Run.objects.exists()
 
 
@@ -158,8 +158,9 @@ def test_lists_are_newest_first_and_filter_by_pipeline_and_state(engine, alice, 
     assert [r["id"] for r in by_state["results"]] == [second.pk, first.pk]
     assert alice_api.get("/api/runs/?state=failed").json()["results"][0]["error"].startswith("a: planned failure")
 
-    assert "state" in alice_api.get("/api/runs/?state=exploded").json()
-    assert "pipeline" in alice_api.get("/api/runs/?pipeline=abc").json()
+    assert "state" in errors_by_field(alice_api.get("/api/runs/?state=exploded"))
+    assert "pipeline" in errors_by_field(alice_api.get("/api/runs/?pipeline=abc"))
+    assert "pipeline" in errors_by_field(alice_api.get(f"/api/runs/?pipeline={2**64}"))
 
 
 # --- logs ----------------------------------------------------------------------------
@@ -200,9 +201,9 @@ def test_logs_page_tail_and_filter_by_node(engine, alice, alice_api):
     assert [line["message"] for line in only_b["results"]] == ["hello from b"]
     assert alice_api.get(url, {"node": "b", "iteration": "x:1"}).json()["results"] == []
 
-    assert "node" in alice_api.get(url, {"node": "nope"}).json()
-    assert "tail" in alice_api.get(url, {"tail": 0}).json()
-    assert "after" in alice_api.get(url, {"after": "x"}).json()
+    assert "node" in errors_by_field(alice_api.get(url, {"node": "nope"}))
+    assert "tail" in errors_by_field(alice_api.get(url, {"tail": 0}))
+    assert "after" in errors_by_field(alice_api.get(url, {"after": "x"}))
 
 
 # --- cancel --------------------------------------------------------------------------
@@ -275,8 +276,8 @@ def test_rerun_from_the_failed_node_reuses_upstream_outputs(engine, alice, alice
     rerun = wait_for_run(Run.objects.get(pk=body["id"]))
     assert rerun.state == "succeeded", rerun.error
     # `up` was copied from the original run, not executed again: its marker has one line.
-    assert (tmp_path / "up.txt").read_text().splitlines() == [f"{original.pk}|up|"]
-    assert (tmp_path / "down.txt").read_text().splitlines() == [f"{rerun.pk}|down|"]
+    assert (tmp_path / "up.txt").read_text().splitlines() == [f"{original.pk}|up||1"]
+    assert (tmp_path / "down.txt").read_text().splitlines() == [f"{rerun.pk}|down||1"]
     up = NodeRun.objects.get(run=rerun, node_key="up")
     assert up.state == "succeeded" and up.output["value"] == "up"
     assert outputs(rerun)["down"]["input_values"] == {"up": "up"}
@@ -303,7 +304,7 @@ def test_rerun_bad_input_is_400_naming_the_field(engine, alice, alice_api, faili
     assert response.status_code == 400
     assert errors_by_field(response) == {"params.fail": "must be true or false"}
 
-    assert "params" in alice_api.post(url, {"params": "x"}, format="json").json()
+    assert "params" in errors_by_field(alice_api.post(url, {"params": "x"}, format="json"))
     assert Run.objects.count() == 1
 
     succeeded = wait_for_run(alice_api_start(alice_api, failing_pipeline, {"fail": False}))

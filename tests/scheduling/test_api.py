@@ -77,9 +77,10 @@ def test_bad_values_answer_400_naming_the_field(alice_api, nightly):
         assert message in errors[0]["message"]
     # Values of the wrong type are refused by the serializer, still naming the field.
     wrong_type = alice_api.post(url(nightly), {"cron": "0 2 * * *", "overlap": "sometimes"}, format="json")
-    assert wrong_type.status_code == 400 and "overlap" in wrong_type.json()
+    assert wrong_type.status_code == 400
+    assert [error["field"] for error in wrong_type.json()["errors"]] == ["overlap"]
     missing = alice_api.post(url(nightly), {"params": {"n": 1}}, format="json")
-    assert missing.status_code == 400 and "cron" in missing.json()
+    assert missing.status_code == 400 and [error["field"] for error in missing.json()["errors"]] == ["cron"]
     assert not Schedule.objects.exists() and not PeriodicTask.objects.exists()
 
     schedule = schedules.create_schedule(nightly, cron="0 2 * * *", params={"n": 1})
