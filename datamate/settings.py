@@ -7,6 +7,8 @@ redis-server that `manage.py up` starts. Production sets DATABASE_URL and REDIS_
 from pathlib import Path
 
 import environ
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -134,7 +136,9 @@ CELERY_BEAT_SCHEDULE = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [CELERY_BROKER_URL]},
+        # A pooled connection that outlived a Redis restart fails once: retry on a new one,
+        # or the websocket that made the call is closed with 1011.
+        "CONFIG": {"hosts": [{"address": CELERY_BROKER_URL, "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3)}]},
     }
 }
 
@@ -216,6 +220,10 @@ DATAMATE_LLM_KEY_ENV_VARS = env.list("DATAMATE_LLM_KEY_ENV_VARS", default=["OPEN
 #: The only hosts (of `base_url`) such a server-wide key is sent to: any author could
 #: otherwise send it to a host of their own.
 DATAMATE_LLM_KEY_HOSTS = [host.lower() for host in env.list("DATAMATE_LLM_KEY_HOSTS", default=["api.openai.com"])]
+#: Hosts a node's `base_url` may name, in the grammar of DATAMATE_COLLECT_ALLOWED_HOSTS: any
+#: public host by default; a model server on loopback or a private network (Ollama, vLLM)
+#: only once its address or network is listed, e.g. `*,127.0.0.1`.
+DATAMATE_LLM_ALLOWED_HOSTS = env.list("DATAMATE_LLM_ALLOWED_HOSTS", default=["*"])
 #: Key material for encrypting stored secrets (nodes/secrets.py); SECRET_KEY when empty.
 #: Changing it makes the stored secrets unreadable: they must be set again.
 DATAMATE_SECRETS_KEY = env.str("DATAMATE_SECRETS_KEY", default="")

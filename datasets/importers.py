@@ -76,6 +76,8 @@ def resolve_server_path(raw: str) -> tuple[Path, Path]:
     """
     if not isinstance(raw, str) or not raw.strip():
         raise DatasetError("path", "give the path of a file or folder inside an import root")
+    if "\x00" in raw:  # the OS would refuse it with a ValueError, not a message
+        raise DatasetError("path", f"{raw!r}: a NUL byte is not allowed in import paths")
     candidate = Path(raw.strip())
     if ".." in candidate.parts:
         raise DatasetError("path", f"{raw}: '..' is not allowed in import paths")

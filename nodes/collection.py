@@ -174,8 +174,8 @@ def _matches(raw: str):
     from datasets import importers
     from datasets.errors import DatasetError
 
-    if not any(char in raw for char in "*?["):
-        return [importers.resolve_server_path(raw)]
+    if "\x00" in raw or not any(char in raw for char in "*?["):
+        return [importers.resolve_server_path(raw)]  # (which refuses a NUL byte)
     base = []
     parts = list(Path(raw).parts)
     while parts and not any(char in parts[0] for char in "*?["):

@@ -70,7 +70,9 @@ class Allowlist:
     networks: tuple[Network, ...] = ()
 
     @classmethod
-    def parse(cls, entries: Iterable[str]) -> Allowlist:
+    def parse(cls, entries: Iterable[str], setting: str = SETTING) -> Allowlist:
+        """`setting`: the variable the entries come from, named in errors (LLM endpoints reuse
+        this grammar with DATAMATE_LLM_ALLOWED_HOSTS)."""
         any_host, names, suffixes, networks = False, set(), [], []
         for raw in entries:
             entry = _ascii(raw.strip().lower().strip("[]"))
@@ -87,7 +89,7 @@ class Allowlist:
                     networks.append(ipaddress.ip_network(entry, strict=False))
                 except ValueError:
                     raise FetchError(
-                        f"{SETTING}: {raw.strip()!r} is not a host name, *.domain pattern, IP address or network"
+                        f"{setting}: {raw.strip()!r} is not a host name, *.domain pattern, IP address or network"
                     ) from None
         return cls(any_host, frozenset(names), tuple(suffixes), tuple(networks))
 
@@ -121,11 +123,21 @@ def _is_host_name(text: str) -> bool:
     return all(label and len(label) <= 63 and label.replace("-", "").replace("_", "").isalnum() for label in labels)
 
 
+def literal_address(url: httpx.URL) -> Address | None:
+    """The address a URL names as its host (`http://127.0.0.1/`), or None for a name."""
+    return _literal_address(_ascii_host(url))
+
+
 def _literal_address(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+#: Not globally reachable (IANA special-purpose registry) though this Python's `ipaddress`
+#: may call them global: 192.0.0.0/24 holds cloud metadata services (192.0.0.192).
+_ALSO_NOT_PUBLIC = (ipaddress.ip_network("192.0.0.0/24"),)
 
 
 def address_problem(address: Address) -> str | None:
@@ -146,6 +158,8 @@ def address_problem(address: Address) -> str | None:
     for attribute, problem in checks:
         if getattr(address, attribute):
             return problem
+    if any(address in network for network in _ALSO_NOT_PUBLIC):
+        return "not a public address"
     return None if address.is_global else "not a public address"
 
 
@@ -216,7 +230,7 @@ def open_url(
         for hop in range(MAX_REDIRECTS + 1):
             where = url if hop == 0 else f"{url} (redirected to {current})"
             target = _allowed_url(where, current, policy)
-            addresses = _checked_addresses(where, target, policy)
+            addresses = checked_addresses(where, target, policy)
             # A client per hop: a pooled connection made for one host name never serves another.
             client = stack.enter_context(httpx.Client(trust_env=False, follow_redirects=False, verify=verify))
             response = _send(where, client, target, addresses, request_headers, deadline, timeout)
@@ -255,17 +269,22 @@ def _allowed_url(where: str, raw: str, policy: Allowlist) -> httpx.URL:
     if problem:
         raise FetchError(f"{where}: {problem}")
     url = httpx.URL(raw)
+    check_host(where, url, policy)
+    return url
+
+
+def check_host(where: str, url: httpx.URL, policy: Allowlist, setting: str = SETTING) -> None:
+    """Raise FetchError if the allowlist does not name the URL's host."""
     host = _ascii_host(url)
     if not policy.allows_host(host):
-        raise FetchError(f"{where}: host {host} is not allowed ({SETTING})")
-    return url
+        raise FetchError(f"{where}: host {host} is not allowed ({setting})")
 
 
 def _ascii_host(url: httpx.URL) -> str:
     return url.raw_host.decode("ascii").lower()
 
 
-def _checked_addresses(where: str, url: httpx.URL, policy: Allowlist) -> list[Address]:
+def checked_addresses(where: str, url: httpx.URL, policy: Allowlist, setting: str = SETTING) -> list[Address]:
     """Every address the host stands for, each one public or explicitly allowed."""
     host = _ascii_host(url)
     literal = _literal_address(host)
@@ -283,8 +302,18 @@ def _checked_addresses(where: str, url: httpx.URL, policy: Allowlist) -> list[Ad
         problem = address_problem(address)
         if problem and not policy.allows_address(address):
             what = f"{host} is" if literal is not None else f"{host} resolves to {address},"
-            raise FetchError(f"{where}: {what} {problem}; refused (allow its network in {SETTING})")
+            raise FetchError(f"{where}: {what} {problem}; refused (allow its network in {setting})")
     return addresses
+
+
+def pinned(url: httpx.URL, address: Address) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+    """What a request to `url` is sent as so that it reaches `address`, a checked address of
+    its host, and nothing a later DNS answer names: (the URL with the address as its host,
+    the Host header, the request extensions that keep TLS on the name)."""
+    host = _ascii_host(url)
+    # TLS checks the certificate against the name, not the address.
+    extensions = {"sni_hostname": host} if url.scheme == "https" and _literal_address(host) is None else {}
+    return url.copy_with(host=str(address)), {"Host": url.netloc.decode("ascii")}, extensions
 
 
 def _send(
@@ -297,19 +326,16 @@ def _send(
     timeout: float,
 ) -> httpx.Response:
     """Send the request to the checked addresses in turn, until one accepts the connection."""
-    host = _ascii_host(url)
-    extensions = {}
-    if url.scheme == "https" and _literal_address(host) is None:
-        extensions["sni_hostname"] = host  # TLS checks the certificate against the name, not the address
     failures = []
     for address in addresses:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
+        target, host_header, extensions = pinned(url, address)
         request = client.build_request(
             "GET",
-            url.copy_with(host=str(address)),
-            headers={**headers, "Host": url.netloc.decode("ascii")},
+            target,
+            headers={**headers, **host_header},
             extensions=extensions,
             timeout=httpx.Timeout(remaining),
         )

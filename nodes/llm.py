@@ -3,6 +3,11 @@
 One request per record (or per sample of a record): `POST {base_url}/chat/completions`
 with httpx. What a node user relies on:
 
+- `base_url` may only name a host DATAMATE_LLM_ALLOWED_HOSTS allows (any public host by
+  default). Its name is resolved once per node, every address is checked like a Data
+  Collection URL (`nodes/fetch.py`: loopback, private, link-local … refused unless a listed
+  network covers them), and every request goes to a checked address, so a DNS answer that
+  changes later (rebinding) cannot turn the node against the server's own network.
 - The API key comes from a stored secret (`api_key_secret`, see `nodes/secrets.py`) or an
   environment variable (`api_key_env`) listed in DATAMATE_LLM_KEY_ENV_VARS; it is sent
   only as the Authorization header, and scrubbed from any text the endpoint sends back.
@@ -36,7 +41,7 @@ import httpx
 from jsonschema import Draft202012Validator
 import orjson
 
-from nodes import schemas
+from nodes import fetch, schemas
 from nodes.execution import ExecutionContext, NodeFailed
 from nodes.expressions import has_template
 from nodes.registry import ConfigError
@@ -135,7 +140,7 @@ def check_config(config: dict[str, Any], *, needs_endpoint: bool) -> list[Config
     if needs_endpoint and not base_url:
         errors.append(ConfigError("base_url", "required to call a model, e.g. https://api.openai.com/v1"))
     elif isinstance(base_url, str) and not has_template(base_url):
-        problem = url_problem(base_url)
+        problem = url_problem(base_url) or endpoint_host_problem(base_url)
         if problem:
             errors.append(ConfigError("base_url", problem))
     if "api_key_env" in config and "api_key_secret" in config:
@@ -159,6 +164,38 @@ def url_problem(url: str) -> str | None:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         return "must be an http:// or https:// URL, e.g. https://api.openai.com/v1"
     return None
+
+
+ALLOWED_HOSTS_SETTING = "DATAMATE_LLM_ALLOWED_HOSTS"
+
+
+def endpoint_allowlist() -> fetch.Allowlist:
+    return fetch.Allowlist.parse(settings.DATAMATE_LLM_ALLOWED_HOSTS, ALLOWED_HOSTS_SETTING)
+
+
+def endpoint_host_problem(base_url: str) -> str | None:
+    """What refuses `base_url` before any DNS lookup: a host not allowed, or an address (a
+    literal one, like 127.0.0.1) outside the allowed networks. Names are resolved at run time."""
+    try:
+        url = httpx.URL(base_url)
+        policy = endpoint_allowlist()
+        fetch.check_host(base_url, url, policy, ALLOWED_HOSTS_SETTING)
+        if fetch.literal_address(url) is not None:
+            fetch.checked_addresses(base_url, url, policy, ALLOWED_HOSTS_SETTING)
+    except fetch.FetchError as error:
+        return str(error)
+    return None
+
+
+def endpoint_addresses(base_url: str) -> list[fetch.Address]:
+    """The checked addresses requests to `base_url` go to; raises EndpointUnusable naming base_url."""
+    try:
+        url = httpx.URL(base_url)
+        policy = endpoint_allowlist()
+        fetch.check_host(base_url, url, policy, ALLOWED_HOSTS_SETTING)
+        return fetch.checked_addresses(base_url, url, policy, ALLOWED_HOSTS_SETTING)
+    except fetch.FetchError as error:
+        raise EndpointUnusable(f"base_url: {error}") from None
 
 
 def env_var_problem(name: str) -> str | None:
@@ -273,6 +310,10 @@ class ChatClient:
         self.settings = chat
         self.url = f"{chat.base_url}/chat/completions"
         self._sleep = sleep
+        # Resolved and checked once; requests go to these addresses, the last one that
+        # answered first.
+        self._addresses = endpoint_addresses(chat.base_url)
+        self._addresses_lock = threading.Lock()
         headers = {"Authorization": f"Bearer {chat.api_key}"} if chat.api_key else {}
         self.http = httpx.Client(
             headers=headers,
@@ -280,6 +321,25 @@ class ChatClient:
             limits=httpx.Limits(max_connections=chat.concurrency, max_keepalive_connections=chat.concurrency),
             follow_redirects=False,
         )
+
+    def _post(self, body: dict[str, Any]) -> httpx.Response:
+        """POST to a checked address of the endpoint, trying the next one if it refuses the connection."""
+        url = httpx.URL(self.url)
+        addresses = list(self._addresses)
+        for address in addresses:
+            target, host_header, extensions = fetch.pinned(url, address)
+            request = self.http.build_request("POST", target, json=body, headers=host_header, extensions=extensions)
+            try:
+                response = self.http.send(request)
+            except httpx.ConnectError:
+                if address is addresses[-1]:
+                    raise
+                continue
+            if address is not addresses[0]:
+                with self._addresses_lock:  # later requests start with the address that answers
+                    self._addresses = [address, *(other for other in self._addresses if other != address)]
+            return response
+        raise AssertionError("unreachable: there is always a checked address")
 
     def close(self) -> None:
         self.http.close()
@@ -303,7 +363,7 @@ class ChatClient:
         for attempt in range(chat.max_retries + 1):
             wait = self._backoff(attempt)
             try:
-                response = self.http.post(self.url, json=body)
+                response = self._post(body)
             except httpx.TimeoutException:
                 problem = RequestFailed("timeout", f"no answer within {chat.timeout:g} s")
             except httpx.ConnectError as error:
@@ -355,7 +415,8 @@ class ChatClient:
             raise RequestFailed("bad_response", "the completion has no text content", retries=retries)
         usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
         return Completion(
-            content=content,
+            # The reply becomes records and failure samples: never with the key in it.
+            content=self._scrub(content),
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
             retries=retries,

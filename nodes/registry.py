@@ -17,7 +17,7 @@ from django.conf import settings
 from nodes import schemas
 from nodes.catalogue import Catalogue
 from nodes.execution import ExecutionContext, NodeResult
-from nodes.expressions import evaluate, render
+from nodes.expressions import ExpressionError, evaluate, render
 
 ENTRY_POINT_GROUP = "datamate.node_types"
 
@@ -126,15 +126,18 @@ class NodeType:
     @classmethod
     def resolve_config(cls, config: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
         """The config with its templates rendered and its expression fields evaluated, in the
-        sandbox. Containers keep their expressions: they evaluate them per iteration."""
-        return {
-            name: (value if cls.is_container else evaluate(value, variables))
-            if name in cls.expression_fields
-            else value
-            if name in cls.record_template_fields
-            else render(value, variables)
-            for name, value in config.items()
-        }
+        sandbox. Containers keep their expressions: they evaluate them per iteration. An error
+        names the field."""
+        resolved = {}
+        for name, value in config.items():
+            try:
+                if name in cls.expression_fields:
+                    resolved[name] = value if cls.is_container else evaluate(value, variables)
+                else:
+                    resolved[name] = value if name in cls.record_template_fields else render(value, variables)
+            except ExpressionError as exc:
+                raise ExpressionError(f"{name}: {exc}") from None
+        return resolved
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:

@@ -29,6 +29,8 @@ if not os.environ.get("REDIS_URL"):
 # other private address stays refused), and SQL sources are a SQLite file in a private folder
 # and the local PostgreSQL (tests/engine/test_collection.py).
 os.environ.setdefault("DATAMATE_COLLECT_ALLOWED_HOSTS", "*,127.0.0.1")
+# The tests' chat server (tests/chat_server.py) listens on 127.0.0.1 too.
+os.environ.setdefault("DATAMATE_LLM_ALLOWED_HOSTS", "*,127.0.0.1")
 _sql_dir = Path(tempfile.mkdtemp(prefix="datamate-test-sql-"))
 atexit.register(shutil.rmtree, _sql_dir, True)
 os.environ.setdefault(
