@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 import redis
 
 from datamate.celery import app as celery_app
@@ -55,6 +56,7 @@ def check_workers(url: str) -> dict:
 
 
 @never_cache
+@require_safe  # a probe reads; any other method is a 405, not a round of pings
 def healthz(request):
     broker_url = settings.CELERY_BROKER_URL
     database = check_database()

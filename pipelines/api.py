@@ -185,8 +185,9 @@ class PipelineViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>\d+)/diff")
     def diff(self, request, pk=None, number=None):
         """Nodes and edges added, removed and changed (config changes field by field)."""
+        pipeline = self.get_object()  # another user's pipeline is a 404 whatever the query says
         against = _version_number(request.query_params.get("against"), "against")
-        return Response(services.diff_versions(self.get_object(), int(number), against))
+        return Response(services.diff_versions(pipeline, int(number), against))
 
     @extend_schema(request=None, responses={201: SaveResultSerializer})
     @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>\d+)/restore")

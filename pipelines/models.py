@@ -84,7 +84,10 @@ class Edge(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.source.key}.{self.source_handle} → {self.target.key}"
+        try:
+            return f"{self.source.key}.{self.source_handle} → {self.target.key}"
+        except Node.DoesNotExist:  # a historical edge (admin history pages) outlives its nodes
+            return f"node {self.source_id}.{self.source_handle} → node {self.target_id}"
 
 
 class PipelineVersion(models.Model):

@@ -6,6 +6,9 @@ from pipelines.runs_api import NodeTestViewSet, PipelineNodeViewSet, PipelineRun
 from pipelines.schedules_api import PipelineScheduleViewSet, ScheduleToolsViewSet
 
 router = DefaultRouter()
+# No `<route>.json` twins: their `format` argument made every extra action answer 500, and
+# the other apps' routers have none either (`?format=` still picks a renderer).
+router.include_format_suffixes = False
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("node-types", NodeTypeViewSet, basename="node-type")
