@@ -194,9 +194,9 @@ def rerun(
         starts = {from_node}
     else:
         starts = set(
-            NodeRun.objects.filter(
-                run=run, iteration="", state__in=NodeState.RERUN_BY_DEFAULT
-            ).values_list("node_key", flat=True)
+            NodeRun.objects.filter(run=run, iteration="", state__in=NodeState.RERUN_BY_DEFAULT).values_list(
+                "node_key", flat=True
+            )
         )
         if not starts:
             raise ParamsInvalid([{"field": "from_node", "message": "the run has no failed node; choose one"}])

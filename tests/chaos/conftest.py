@@ -6,13 +6,12 @@ import signal
 import pytest
 
 from tests.engine import workers
-from tests.engine.conftest import engine, engine_logs, processes  # noqa: F401  (fixtures, re-exported)
 
 
 class Workers:
     """The session's worker and a second one, each killable with kill -9 and restarted."""
 
-    def __init__(self, processes, log_dir):  # noqa: F811
+    def __init__(self, processes, log_dir):
         self.processes = processes
         self.log_dir = log_dir
         self.second = workers.start_worker(log_dir, name="worker2")
@@ -33,13 +32,13 @@ class Workers:
 
 
 @pytest.fixture
-def two_workers(engine, processes, engine_logs):  # noqa: F811
+def two_workers(engine, processes, engine_logs):
     pair = Workers(processes, engine_logs)
     yield pair
     pair.stop()
 
 
 @pytest.fixture
-def beat(engine, processes):  # noqa: F811
+def beat(engine, processes):
     """celery beat, running the sweeper every DATAMATE_SWEEP_SECONDS; `engine` stops it after."""
     return processes.start_beat()

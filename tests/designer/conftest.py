@@ -23,7 +23,6 @@ import pytest
 
 from datamate.embedded_redis import free_port
 from tests.engine import workers
-from tests.engine.conftest import engine, engine_logs, processes  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Screenshots of every step, kept after the run (var/ is ignored by git).
@@ -32,7 +31,7 @@ PASSWORD = "pw-for-tests-1"  # tests.factories.create_user's
 
 
 @pytest.fixture(scope="package")
-def web_server(django_db_setup, engine_logs, processes) -> Iterator[str]:  # noqa: F811
+def web_server(django_db_setup, engine_logs, processes) -> Iterator[str]:
     """daphne serving the ASGI application on a free port, on the test database. After the
     package, it stops, and so does this package's worker: the rest of the suite has its own."""
     port = free_port()

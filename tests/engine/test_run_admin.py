@@ -6,8 +6,8 @@ from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun, Run
 from tests.engine.conftest import wait_for_run
 from tests.engine.test_basic_runs import step
-from tests.engine.test_control import wait_until
 from tests.factories import create_pipeline
+from tests.waiting import wait_until
 
 
 def test_run_pages_and_actions(engine, alice, staff):
@@ -15,7 +15,7 @@ def test_run_pages_and_actions(engine, alice, staff):
     client.force_login(staff)
     pipeline = create_pipeline(alice, {"name": "admin", "nodes": [step("slow", sleep=10, progress_steps=100)]})
     run = start_run(pipeline, user=alice)
-    wait_until(lambda: NodeRun.objects.get(run=run).state == "running", message="the node to run")
+    wait_until(lambda: NodeRun.objects.get(run=run).state == "running", what="the node to run")
     node_run = NodeRun.objects.get(run=run)
     for url in [
         "/admin/pipelines/run/",

@@ -119,7 +119,7 @@ def test_rerun_form_reruns_from_the_failed_node_with_edited_parameters(engine, a
     rerun = wait_for_run(rerun)
     assert rerun.state == "succeeded", rerun.error
     # `a` kept the original run's result: it was not executed again.
-    assert (tmp_path / "a.txt").read_text().splitlines() == [f"{original.pk}|a|"]
+    assert (tmp_path / "a.txt").read_text().splitlines() == [f"{original.pk}|a||1"]
 
     bad = post_form(client, f"/runs/{original.pk}/", "rerun", f"/runs/{original.pk}/rerun/", from_node="nope")
     assert bad["Location"] == f"/runs/{original.pk}/"

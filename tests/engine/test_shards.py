@@ -15,8 +15,8 @@ from pipelines.engine import sweeper
 from pipelines.engine.runs import cancel, start_run
 from pipelines.models import NodeRun, NodeRunLog, NodeShard, Run
 from tests.engine.conftest import all_records, make_dataset, node, node_states, wait_for_run
-from tests.engine.test_control import wait_until
 from tests.factories import create_pipeline, edge
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -253,13 +253,13 @@ def test_a_shard_out_of_retries_fails_the_node_and_stops_the_others(engine, alic
 def test_cancel_stops_every_shard(engine, alice):
     dataset = make_dataset(alice, "slow", [{"id": i} for i in range(20)])
     run = start_run(copy_pipeline(alice, dataset, shards=4, sleep=20), user=alice)
-    wait_until(lambda: NodeShard.objects.filter(node_run__run=run, state="running").count() == 2, message="2 shards")
+    wait_until(lambda: NodeShard.objects.filter(node_run__run=run, state="running").count() == 2, what="2 shards")
     assert NodeRun.objects.get(run=run, node_key="copy").state == "waiting"  # no worker held by the node itself
     cancel(run)
     wait_until(
         lambda: not NodeShard.objects.filter(node_run__run=run, state__in=["pending", "running"]).exists(),
         timeout=10,
-        message="shards cancelled",
+        what="shards cancelled",
     )
     run.refresh_from_db()
     assert run.state == "cancelled"
@@ -270,7 +270,7 @@ def test_cancel_stops_every_shard(engine, alice):
 def test_kill_9_of_a_worker_mid_shard_reruns_only_the_lost_shards(engine, alice, processes):
     dataset = make_dataset(alice, "chaos", [{"id": i} for i in range(30)])
     run = start_run(copy_pipeline(alice, dataset, shards=3, sleep=3), user=alice)
-    wait_until(lambda: NodeShard.objects.filter(node_run__run=run, state="running").count() == 2, message="2 shards")
+    wait_until(lambda: NodeShard.objects.filter(node_run__run=run, state="running").count() == 2, what="2 shards")
     processes.worker.kill()
     processes.worker.stop()
     processes.start_worker()

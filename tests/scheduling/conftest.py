@@ -2,7 +2,6 @@
 
 import pytest
 
-from tests.engine.conftest import engine, engine_logs, processes  # noqa: F401
 from tests.factories import create_pipeline
 
 
