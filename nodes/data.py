@@ -26,7 +26,7 @@ BATCH_SIZE = 1000
 def artifact_prefix(ctx: ExecutionContext) -> str:
     """Where a node's artifact goes: unique per execution, so a retry never mixes with an
     earlier attempt's parts."""
-    owner = f"run-{ctx.run_id}" if ctx.run_id else "node-tests"
+    owner = f"run-{ctx.run_id}" if ctx.run_id else f"node-tests/owner-{ctx.owner_id}"
     return f"artifacts/{owner}/{ctx.node_key}-{uuid.uuid4().hex[:16]}"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import json
 import math
+import re
 import time
 from typing import Any
 import uuid
@@ -157,6 +158,8 @@ def prepare(
                 ).values_list("node_key", "state", "handles", "output")
             }
     inputs_from_run = None
+    if inputs is not None:
+        _check_inputs_owned(inputs, pipeline.owner_id)
     if inputs is None:
         inputs = {}
         for source, handle in incoming:
@@ -185,6 +188,35 @@ def prepare(
         "deadline": time.time() + timeout,
         "inputs_from_run": inputs_from_run,
     }
+
+
+_OWNED_PART = re.compile(
+    r"(datasets/(?P<dataset>\d+)|artifacts/run-(?P<run>\d+)|artifacts/node-tests/owner-(?P<owner>\d+))/"
+)
+
+
+def _check_inputs_owned(inputs: dict[str, Any], owner_id: int) -> None:
+    """Given inputs may name record parts (a data node's output manifest): only parts of the
+    owner's datasets, runs and node tests, or a test could read another user's records."""
+    from datasets.models import Dataset
+
+    errors = []
+    for source, output in inputs.items():
+        manifest = output.get("manifest") if isinstance(output, dict) else None
+        parts = manifest.get("parts") if isinstance(manifest, dict) else None
+        for part in parts if isinstance(parts, list) else []:
+            name = part.get("name") if isinstance(part, dict) else part
+            match = _OWNED_PART.match(name) if isinstance(name, str) and ".." not in name else None
+            owned = match is not None and (
+                (match["dataset"] and Dataset.objects.filter(pk=match["dataset"], owner_id=owner_id).exists())
+                or (match["run"] and Run.objects.filter(pk=match["run"], pipeline__owner_id=owner_id).exists())
+                or (match["owner"] and int(match["owner"]) == owner_id)
+            )
+            if not owned:
+                errors.append({"field": f"inputs.{source}", "message": f"no record part {name!r} of yours"})
+                break
+    if errors:
+        raise ParamsInvalid(errors)
 
 
 def _check_node(document: dict[str, Any], key: str) -> None:

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from pipelines.engine.runs import start_run
 from pipelines.engine.runtime import cancel_run
 from pipelines.models import NodeRun, Run
-from tests.engine.conftest import wait_for_run
+from tests.engine.conftest import make_dataset, node, wait_for_run
 from tests.factories import create_pipeline
 
 
@@ -69,7 +69,7 @@ def test_a_node_runs_on_a_worker_with_the_given_inputs(engine, alice_api, pipeli
     assert result["duration_ms"] >= 0
     assert result["inputs_from_run"] is None
     # It ran in a worker process (the marker names no run) and created no run.
-    assert (tmp_path / "b.txt").read_text() == "0|b|\n"
+    assert (tmp_path / "b.txt").read_text() == "0|b||1\n"
     assert not Run.objects.exists()
 
 
@@ -152,8 +152,8 @@ def test_bad_input_is_400_naming_the_field(alice_api, pipeline):
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "config.value"
 
-    assert "inputs" in alice_api.post(url(pipeline, "b"), {"inputs": {"a": 3}}, format="json").json()
-    assert "timeout" in alice_api.post(url(pipeline, "b"), {"timeout": 0}, format="json").json()
+    assert "inputs" in errors_by_field(alice_api.post(url(pipeline, "b"), {"inputs": {"a": 3}}, format="json"))
+    assert "timeout" in errors_by_field(alice_api.post(url(pipeline, "b"), {"timeout": 0}, format="json"))
     assert alice_api.post(url(pipeline, "nope"), {}, format="json").status_code == 404
 
 
@@ -203,6 +203,41 @@ def test_a_long_test_answers_202_and_its_result_is_fetched_later(engine, alice_a
     assert answer.status_code == 200
     assert answer.json()["output"]["value"] == 20
     assert answer.json()["error"] is None
-    assert (tmp_path / "b.txt").read_text().splitlines() == ["0|b|"]
+    assert (tmp_path / "b.txt").read_text().splitlines() == ["0|b||1"]
     assert alice_api.get("/api/node-tests/" + "0" * 32 + "/").status_code == 404
-    assert "wait" in alice_api.post(url(pipeline, "b"), {"wait": -1}, format="json").json()
+    assert "wait" in errors_by_field(alice_api.post(url(pipeline, "b"), {"wait": -1}, format="json"))
+
+
+def test_given_inputs_may_name_only_record_parts_of_the_owner(engine, alice, bob, alice_api):
+    """A data node's test reads the parts its given inputs name: never another user's."""
+    doc = {
+        "name": "clean alone",
+        "nodes": [
+            node("read", "input_dataset", dataset="mine"),
+            node("clean", "data_cleaning", operators=[{"name": "normalize_whitespace"}]),
+        ],
+        "edges": [edge("read", "clean")],
+    }
+    pipeline = create_pipeline(alice, doc)
+    mine = make_dataset(alice, "mine", [{"text": "alice  1"}])
+    theirs = make_dataset(bob, "theirs", [{"text": "bob's secret"}])
+
+    def test_with(dataset):
+        manifest = dataset.versions.get().manifest
+        inputs = {"read": {"manifest": manifest, "count": manifest["count"]}}
+        return alice_api.post(url(pipeline, "clean"), {"inputs": inputs}, format="json")
+
+    refused = test_with(theirs)
+    assert refused.status_code == 400
+    assert list(errors_by_field(refused)) == ["inputs.read"]
+    assert "bob's secret" not in refused.content.decode()
+
+    answered = test_with(mine)
+    assert answered.status_code == 200, answered.content
+    assert answered.json()["output"]["samples"] == [{"text": "alice 1"}]
+
+    # A part name that climbs out of an owned prefix is refused too.
+    forged = dict(mine.versions.get().manifest)
+    forged["parts"] = [{**forged["parts"][0], "name": f"datasets/{mine.pk}/../{theirs.pk}/x.jsonl"}]
+    response = alice_api.post(url(pipeline, "clean"), {"inputs": {"read": {"manifest": forged}}}, format="json")
+    assert list(errors_by_field(response)) == ["inputs.read"]
