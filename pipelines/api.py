@@ -13,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
+from datamate.api_errors import FIELD_ERRORS, FieldErrorResponses
 from nodes import registry
 from pipelines import documents, services
 from pipelines.graph_validation import validate_document
@@ -73,7 +74,7 @@ def _version_number(value: str, field: str) -> int:
     return number
 
 
-class PipelineViewSet(viewsets.ModelViewSet):
+class PipelineViewSet(FieldErrorResponses, viewsets.ModelViewSet):
     serializer_class = PipelineSerializer
     lookup_value_regex = r"\d+"
 
@@ -202,7 +203,11 @@ class PipelineViewSet(viewsets.ModelViewSet):
 
 
 class TemplateViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+    FieldErrorResponses,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
 ):
     serializer_class = TemplateSerializer
     lookup_value_regex = r"\d+"
@@ -248,7 +253,7 @@ class TemplateViewSet(
         return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
 
 
-class NodeTypeViewSet(viewsets.ViewSet):
+class NodeTypeViewSet(FieldErrorResponses, viewsets.ViewSet):
     """The node-type catalogue: the designer builds its palette and config forms from it."""
 
     serializer_class = NodeTypeSerializer
@@ -267,7 +272,7 @@ class NodeTypeViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=NodeConfigsSerializer,
-        responses={200: NodeHandlesSerializer, 400: OpenApiResponse(description='{"nodes[0].type": [message]}')},
+        responses={200: NodeHandlesSerializer, 400: FIELD_ERRORS},
     )
     @action(detail=False, methods=["post"])
     def handles(self, request):
