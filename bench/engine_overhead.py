@@ -458,7 +458,7 @@ def event_latencies(samples: list[OursSample]) -> tuple[list[float], list[float]
 
 def percentile(values: list[float], pct: float) -> float:
     if not values:
-        raise RuntimeError("no live event reached the subscriber")
+        raise RuntimeError("no samples: nothing was measured")
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[round(pct) - 1]
@@ -510,6 +510,8 @@ def source_version() -> str:
 
 def report(results: dict[str, Any], database: str, runs: int) -> dict[str, Any]:
     succeeded, running, out_of_order = event_latencies(results["w1"]["samples"])
+    if not succeeded:
+        raise RuntimeError("no live event reached the subscriber")
     figures = {
         "database": database,
         "runs": runs,

@@ -126,6 +126,9 @@ def effect_counts(marker: Path, run_ids: Iterable[int]) -> dict[str, int]:
 
 def run_figures(run_ids: list[int]) -> dict[str, Any]:
     """End states of the runs and of their node runs."""
+    from django.db.models import F, Sum
+    from django.db.models.functions import Coalesce
+
     from pipelines.engine.states import NodeState
     from pipelines.models import NodeRun, Run
 
@@ -138,9 +141,9 @@ def run_figures(run_ids: list[int]) -> dict[str, Any]:
         "stuck_node_runs": unfinished.count(),
         "stuck_running_node_runs": unfinished.filter(state=NodeState.RUNNING).count(),
         "node_run_attempts_over_1": NodeRun.objects.filter(run_id__in=run_ids, attempt__gt=1).count(),
-        "superseded_attempts": sum(
-            attempt - 1 for attempt in NodeRun.objects.filter(run_id__in=run_ids).values_list("attempt", flat=True)
-        ),
+        "superseded_attempts": NodeRun.objects.filter(run_id__in=run_ids).aggregate(
+            extra=Coalesce(Sum(F("attempt") - 1), 0)
+        )["extra"],
     }
 
 
@@ -221,13 +224,6 @@ def soak(
     return run_ids, killer
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))]
-
-
 def start_delays_ms(run_ids: list[int]) -> list[float]:
     """Per executed node run: started_at - ready_at (a node handed on inline starts at once)."""
     from pipelines.models import NodeRun
@@ -240,6 +236,7 @@ def load(post: Callable[[], int], concurrent: int) -> dict[str, Any]:
     """Post `concurrent` runs at once (`post()` returns a run id); wait for all; figures."""
     from django.db.models import Max
 
+    from bench.engine_overhead import percentile
     from pipelines.models import Run
 
     started = time.monotonic()

@@ -200,21 +200,40 @@ def _check_inputs_owned(inputs: dict[str, Any], owner_id: int) -> None:
     owner's datasets, runs and node tests, or a test could read another user's records."""
     from datasets.models import Dataset
 
-    errors = []
+    named: dict[str, list[Any]] = {}
     for source, output in inputs.items():
         manifest = output.get("manifest") if isinstance(output, dict) else None
         parts = manifest.get("parts") if isinstance(manifest, dict) else None
-        for part in parts if isinstance(parts, list) else []:
-            name = part.get("name") if isinstance(part, dict) else part
-            match = _OWNED_PART.match(name) if isinstance(name, str) and ".." not in name else None
-            owned = match is not None and (
-                (match["dataset"] and Dataset.objects.filter(pk=match["dataset"], owner_id=owner_id).exists())
-                or (match["run"] and Run.objects.filter(pk=match["run"], pipeline__owner_id=owner_id).exists())
-                or (match["owner"] and int(match["owner"]) == owner_id)
-            )
-            if not owned:
-                errors.append({"field": f"inputs.{source}", "message": f"no record part {name!r} of yours"})
-                break
+        parts = parts if isinstance(parts, list) else []
+        named[source] = [part.get("name") if isinstance(part, dict) else part for part in parts]
+    matches = {
+        name: _OWNED_PART.match(name) if ".." not in name else None
+        for names in named.values()
+        for name in names
+        if isinstance(name, str)
+    }
+    found = [match for match in matches.values() if match]
+    datasets = {int(m["dataset"]) for m in found if m["dataset"]}
+    runs = {int(m["run"]) for m in found if m["run"]}
+    # One query each, whatever the number of parts.
+    datasets &= set(Dataset.objects.filter(pk__in=datasets, owner_id=owner_id).values_list("pk", flat=True))
+    runs &= set(Run.objects.filter(pk__in=runs, pipeline__owner_id=owner_id).values_list("pk", flat=True))
+
+    def owned(name: Any) -> bool:
+        match = matches[name] if isinstance(name, str) else None
+        if match is None:
+            return False
+        if match["dataset"]:
+            return int(match["dataset"]) in datasets
+        if match["run"]:
+            return int(match["run"]) in runs
+        return int(match["owner"]) == owner_id
+
+    errors = []
+    for source, names in named.items():
+        foreign = [name for name in names if not owned(name)]
+        if foreign:
+            errors.append({"field": f"inputs.{source}", "message": f"no record part {foreign[0]!r} of yours"})
     if errors:
         raise ParamsInvalid(errors)
 

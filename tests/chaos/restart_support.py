@@ -8,25 +8,22 @@ never touch it: every process started here gets the private Redis as REDIS_URL.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 import contextlib
-import os
 from pathlib import Path
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.test import override_settings
 import httpx
 import orjson
 import redis
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from datamate.embedded_redis import EmbeddedRedis, die_with_parent, free_port, start_embedded_redis
 from tests.engine import workers
@@ -189,68 +186,28 @@ class Stack:
 
 
 class WebSocket:
-    """Just enough of RFC 6455 for the live view: connect with a session cookie, read JSON
-    messages (the server sends nothing else to this client), close."""
+    """A real websocket client (the `websockets` library) of the live view, logged in with a
+    session cookie; the server sends it JSON messages only."""
 
     def __init__(self, base_url: str, path: str, cookie: str, timeout: float = 30):
-        parts = urlsplit(base_url)
-        host = f"{parts.hostname}:{parts.port}"
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {base_url}\r\n"
-            f"Cookie: {settings.SESSION_COOKIE_NAME}={cookie}\r\n\r\n"
+        self.connection = connect(
+            "ws" + base_url.removeprefix("http") + path,
+            origin=base_url,
+            additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"},
+            open_timeout=timeout,
         )
-        self.sock.sendall(request.encode())
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self._recv()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        status = head.split(b"\r\n", 1)[0]
-        assert b" 101 " in status, f"websocket handshake refused: {head.decode(errors='replace')}"
         self.close_code: int | None = None
 
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        return chunk
-
-    def _read(self, count: int) -> bytes:
-        while len(self.buffer) < count:
-            self.buffer += self._recv()
-        data, self.buffer = self.buffer[:count], self.buffer[count:]
-        return data
-
-    def receive(self) -> dict[str, Any] | None:
-        """The next JSON message; None once the server closed the socket."""
-        message = b""
-        while True:
-            first, second = self._read(2)
-            length = second & 0x7F
-            if length == 126:
-                length = struct.unpack("!H", self._read(2))[0]
-            elif length == 127:
-                length = struct.unpack("!Q", self._read(8))[0]
-            payload = self._read(length)  # server frames are never masked
-            opcode = first & 0x0F
-            if opcode == 0x8:
-                self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                return None
-            if opcode in (0x9, 0xA):  # ping / pong: nothing to do for a short-lived client
-                continue
-            message += payload
-            if first & 0x80:
-                return orjson.loads(message)
+    def receive(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next JSON message; None once the connection closed. TimeoutError after `timeout`."""
+        try:
+            return orjson.loads(self.connection.recv(timeout))
+        except ConnectionClosed as closed:
+            self.close_code = closed.rcvd.code if closed.rcvd else 1006
+            return None
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            mask = os.urandom(4)
-            payload = struct.pack("!H", 1000)
-            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            self.sock.sendall(bytes([0x88, 0x80 | len(payload)]) + mask + masked)
-        self.sock.close()
+        self.connection.close()
 
 
 def snapshot(base_url: str, run_id: int, cookie: str) -> dict[str, Any]:

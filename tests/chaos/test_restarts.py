@@ -23,6 +23,7 @@ from django_celery_beat.models import PeriodicTask
 import pytest
 import redis
 from rest_framework.authtoken.models import Token
+from websockets.exceptions import InvalidHandshake
 
 from pipelines import schedules
 from pipelines.engine.states import NodeState, RunState
@@ -170,17 +171,14 @@ class Watcher:
             assert left > 0, f"the live client of run {self.run_id} is stuck at {self.model and self.model.states()}"
             if self.socket is None:
                 time.sleep(0.5)  # run.js backs off before reconnecting
-                with contextlib.suppress(OSError, AssertionError):  # server down, or refused for now
+                with contextlib.suppress(OSError, InvalidHandshake):  # server down, or refused for now
                     self.socket = self._connect()
                     self.reconnects += 1
                 continue
-            self.socket.sock.settimeout(left)
             try:
-                message = self.socket.receive()
+                message = self.socket.receive(timeout=left)
             except TimeoutError:
                 continue
-            except OSError:  # the connection was reset
-                message = None
             if message is None:
                 self.close()
                 continue
