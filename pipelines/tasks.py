@@ -10,8 +10,8 @@ from pipelines.engine import execution, shards, sweeper
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def execute_node(node_run_id: int) -> None:
-    execution.execute(node_run_id)
+def execute_node(node_run_id: int, run: dict | None = None) -> None:
+    execution.execute(node_run_id, run)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)

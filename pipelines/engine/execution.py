@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-import functools
 import os
 import signal
 import threading
@@ -12,12 +11,12 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from nodes.execution import NodeFailed, NodeResult
 from nodes.expressions import ExpressionError
-from pipelines.engine import cache, events, loops, runtime, shards, subruns
+from pipelines.engine import cache, events, loops, runtime, shards, statements, subruns
 from pipelines.engine.plan import Plan, PlanNode, edge_state
 from pipelines.engine.states import NodeState
 from pipelines.models import NodeRun, NodeShard, Run
@@ -31,17 +30,18 @@ class NodeTimedOut(Exception):
     pass
 
 
-def execute(node_run_id: int) -> None:
+def execute(node_run_id: int, run_message: dict[str, Any] | None = None) -> None:
     """Celery's entry point. A duplicate delivery finds nothing to claim and does nothing.
 
     When finishing a node readies successors, this worker claims one of them on the spot and
     runs it next (the others go to the queue): a chain costs one broker round trip, not one
-    per node, and a fan-out still spreads over every worker.
+    per node, and a fan-out still spreads over every worker. `run_message` is what the task
+    carries of the run (runtime.run_message), which spares the worker reading it.
     """
-    node_run = claim(node_run_id)
+    node_run = statements.claim_node_run(node_run_id, timezone.now())
     if node_run is None:
         return
-    node_run.run = runtime.run_for(node_run.run_id)
+    node_run.run = runtime.run_for(node_run.run_id, run_message)
     transaction.on_commit(lambda: events.node_changed(node_run))
     handoff = runtime.Handoff()
     token = runtime.handoff.set(handoff)
@@ -52,45 +52,6 @@ def execute(node_run_id: int) -> None:
             node_run, known_rows = handoff.take()
     finally:
         runtime.handoff.reset(token)
-
-
-_NODE_RUN_FIELDS = list(NodeRun._meta.concrete_fields)
-
-
-@functools.cache
-def _claim_statement(vendor: str) -> tuple[str, list[list]]:
-    """The claim's SQL and each returned column's converters, built once per process."""
-    connection = connections["default"]
-    quote = connection.ops.quote_name
-    sql = (
-        f"UPDATE {quote(NodeRun._meta.db_table)} SET state = %s, started_at = %s, heartbeat_at = %s "
-        f"WHERE id = %s AND state = %s RETURNING {', '.join(quote(f.column) for f in _NODE_RUN_FIELDS)}"
-    )
-    converters = []
-    for model_field in _NODE_RUN_FIELDS:
-        column = model_field.get_col(NodeRun._meta.db_table)
-        found = connection.ops.get_db_converters(column) + model_field.get_db_converters(connection)
-        converters.append([(converter, column) for converter in found])
-    return sql, converters
-
-
-def claim(node_run_id: int) -> NodeRun | None:
-    """`ready → running`, returning the row in the same statement (both SQLite and PostgreSQL
-    support RETURNING; the ORM's update() cannot return rows)."""
-    connection = connections["default"]
-    sql, converters = _claim_statement(connection.vendor)
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [NodeState.RUNNING, now, now, node_run_id, NodeState.READY])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = []
-    for value, field_converters in zip(row, converters, strict=True):
-        for converter, column in field_converters:
-            value = converter(value, column, connection)
-        values.append(value)
-    return NodeRun.from_db("default", [field.attname for field in _NODE_RUN_FIELDS], values)
 
 
 def run_claimed(node_run: NodeRun, known_rows: dict[str, NodeRun] | None = None) -> None:

@@ -83,7 +83,7 @@ def _next_or_finish(run: Run, plan: Plan, node: PlanNode, node_run: NodeRun, ind
         ready = [row.pk for row in rows if row.state == NodeState.READY]
         for row in rows:
             transaction.on_commit(lambda row=row: runtime.events.node_changed(row))
-        transaction.on_commit(lambda: runtime.enqueue(ready))
+        transaction.on_commit(lambda: runtime.enqueue(ready, run=run))
         return
     if decision == "guard":
         runtime.write_log(node_run, f"stopped at max_iterations ({index}) with the condition still true", "warning")

@@ -151,7 +151,7 @@ def start_run(
         ready = [row.pk for row in rows if row.state == NodeState.READY]
         # The first task goes out before the run's event: clients never move a finished
         # run back, so the event may arrive after the run's end.
-        transaction.on_commit(lambda: runtime.enqueue(ready))
+        transaction.on_commit(lambda: runtime.enqueue(ready, run=run))
         transaction.on_commit(lambda: events.run_changed(run))
         if not ready and not any(row.state in NodeState.UNFINISHED for row in rows):
             runtime.complete_run(run)

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import datetime, timedelta
 import logging
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists
 from django.utils import timezone
 
 from nodes.execution import NodeResult
-from pipelines.engine import events
+from pipelines.engine import events, statements
 from pipelines.engine.plan import READY, SKIP, WAIT, Plan, decide, failed_unhandled
 from pipelines.engine.states import NodeState, RunState
-from pipelines.models import NodeRun, NodeRunLog, Run
+from pipelines.models import NodeRun, NodeRunLog, Pipeline, Run
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +45,51 @@ def cached_plan(pipeline, version: int, load_spec) -> Plan:
 
 _runs: dict[int, Run] = {}
 
+#: What a worker relies on of a run, none of which ever changes. Tasks carry them (see
+#: `enqueue`), so the worker taking a run's first node need not read the run; the rest of a
+#: run (its state, its spec) is read from the database when used, as a deferred field is.
+_RUN_FIELDS = (
+    "id", "pipeline_id", "version", "params", "trigger", "created_by_id", "parent_node_run_id",
+    "rerun_of_id", "rerun_from", "schedule_id", "created_at", "started_at",
+)  # fmt: skip
+_PIPELINE_FIELDS = ("id", "owner_id", "created_at")
 
-def run_for(run_id: int) -> Run:
-    """A run with its pipeline, read once per process. Only immutable fields are relied on
-    (params, version, pipeline, parents); states are always re-checked in the database."""
+
+def run_message(run: Run) -> dict[str, Any]:
+    """The immutable part of a run and its pipeline, as a task message carries it (JSON)."""
+    return {"run": _message_fields(run, _RUN_FIELDS), "pipeline": _message_fields(run.pipeline, _PIPELINE_FIELDS)}
+
+
+def _message_fields(instance, names: tuple[str, ...]) -> dict[str, Any]:
+    values = {name: getattr(instance, name) for name in names}
+    return {name: value.isoformat() if isinstance(value, datetime) else value for name, value in values.items()}
+
+
+def _run_from_message(message: dict[str, Any]) -> Run:
+    """A Run (and its Pipeline) holding the message's fields; any other field is deferred."""
+    run = _partial(Run, message["run"])
+    run.pipeline = _partial(Pipeline, message["pipeline"])
+    return run
+
+
+def _partial(model, values: dict[str, Any]):
+    fields = [f for f in model._meta.concrete_fields if f.attname in values]  # from_db wants model order
+    return model.from_db("default", [f.attname for f in fields], [f.to_python(values[f.attname]) for f in fields])
+
+
+def run_for(run_id: int, message: dict[str, Any] | None = None) -> Run:
+    """A run with its pipeline, read once per process (or taken from a task's `message`).
+    Only immutable fields are relied on (params, version, pipeline, parents); states are
+    always re-checked in the database."""
     run = _runs.get(run_id)
     if run is None:
         if len(_runs) >= _PLAN_CACHE_SIZE:
             _runs.pop(next(iter(_runs)))
-        run = _runs[run_id] = Run.objects.select_related("pipeline").defer("spec").get(pk=run_id)
+        if message is not None and message["run"]["id"] == run_id:
+            run = _run_from_message(message)
+        else:
+            run = statements.read_run(run_id)
+        _runs[run_id] = run
     return run
 
 
@@ -84,7 +119,7 @@ def split_iteration(path: str) -> tuple[str, str, int]:
 def transition(node_run: NodeRun, leaving: Iterable[str], **changes: Any) -> bool:
     """Move a node run out of one of the `leaving` states, if it is still there (and still on
     the same attempt). Returns whether this caller won; the winner publishes the change."""
-    won = NodeRun.objects.filter(pk=node_run.pk, state__in=list(leaving), attempt=node_run.attempt).update(**changes)
+    won = statements.update_node_run(node_run.pk, node_run.attempt, list(leaving), changes)
     if won:
         for name, value in changes.items():
             setattr(node_run, name, value)
@@ -109,11 +144,21 @@ def write_log(node_run: NodeRun, message: str, level: str = "info") -> None:
     transaction.on_commit(lambda: events.log_written(log, node_run))
 
 
-def enqueue(node_run_ids: Iterable[int], countdown: float | None = None) -> None:
+def enqueue(node_run_ids: Iterable[int], countdown: float | None = None, run: Run | None = None) -> None:
+    """Send the node runs to the workers; with their `run`, the messages carry what a worker
+    needs of it (see run_for)."""
     from pipelines.tasks import execute_node
 
-    for node_run_id in node_run_ids:
-        execute_node.apply_async((node_run_id,), countdown=countdown, task_id=task_id(node_run_id))
+    args = () if run is None else (run_message(run),)
+    with execute_node.app.producer_or_acquire() as producer:
+        for node_run_id in node_run_ids:
+            execute_node.apply_async(
+                (node_run_id, *args),
+                countdown=countdown,
+                task_id=task_id(node_run_id),
+                argsrepr=f"({node_run_id},)",  # Celery's repr of the run part cost more than the send
+                producer=producer,
+            )
 
 
 # --- advancing ----------------------------------------------------------------------
@@ -173,16 +218,28 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
             if all(source == current.node_key for source, _ in incoming):
                 # Fed by `current` alone, whose final state we hold: nothing to read, and the
                 # next node gets its input from memory.
-                sources = known = {current.node_key: current}
+                known = {current.node_key: current}
+                sources = {current.node_key: (current.state, current.handles)}
                 row = NodeRun(pk=scope_ids(run, iteration)[target], run_id=run.pk, node_key=target, iteration=iteration)
             else:
                 # Read after our own committed change (see the module docstring). States only:
                 # every input of a wide join reads them, so outputs are left to the node itself.
-                sources, known = _states(run, iteration, {source for source, _ in incoming} | {target}), {}
-                row = sources.pop(target)
+                found = statements.scope_states(run.pk, iteration, {source for source, _ in incoming} | {target})
+                state, handles, pk, attempt = found.pop(target)
+                row = NodeRun(
+                    pk=pk,
+                    run_id=run.pk,
+                    node_key=target,
+                    iteration=iteration,
+                    state=state,
+                    handles=handles,
+                    attempt=attempt,
+                )
+                sources = {key: (state, handles) for key, (state, handles, _, _) in found.items()}
+                known = {}
             if row.state != NodeState.PENDING:
                 continue
-            inputs = [(sources[source].state, sources[source].handles, handle) for source, handle in incoming]
+            inputs = [(*sources[source], handle) for source, handle in incoming]
             decision = decide(plan.nodes[target].join, inputs)
             now = timezone.now()
             taker = handoff.get()
@@ -202,22 +259,9 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
             elif decision == WAIT:
                 waiting = True
     if readied:
-        transaction.on_commit(lambda: enqueue(readied))
+        transaction.on_commit(lambda: enqueue(readied, run=run))
     elif not (started_inline or waiting):  # a successor still waiting means the scope is not done
         finish_scope_if_done(run, plan, iteration)
-
-
-def _states(run: Run, iteration: str, keys: set[str]) -> dict[str, NodeRun]:
-    """Node runs of a scope with state fields only (no outputs), by key."""
-    found = NodeRun.objects.filter(run_id=run.pk, iteration=iteration, node_key__in=keys).values_list(
-        "node_key", "state", "handles", "pk", "attempt"
-    )
-    return {
-        key: NodeRun(
-            pk=pk, run_id=run.pk, node_key=key, iteration=iteration, state=state, handles=handles, attempt=attempt
-        )
-        for key, state, handles, pk, attempt in found
-    }
 
 
 def finish_scope_if_done(run: Run, plan: Plan, iteration: str) -> None:
@@ -241,19 +285,11 @@ def finish_scope_if_done(run: Run, plan: Plan, iteration: str) -> None:
 
 def _succeed_run_if_all_done(run: Run) -> bool:
     """The common ending in one statement: nothing left to run and no failure unhandled."""
-    scope = NodeRun.objects.filter(run_id=run.pk, iteration="")
-    unfinished = scope.filter(state__in=NodeState.UNFINISHED)
-    unhandled = scope.filter(state=NodeState.FAILED).exclude(handles=["error"])
     now = timezone.now()
-    won = (
-        Run.objects.filter(pk=run.pk, state=RunState.RUNNING)
-        .exclude(Exists(unfinished))
-        .exclude(Exists(unhandled))
-        .update(state=RunState.SUCCEEDED, error="", finished_at=now)
-    )
+    won = statements.succeed_run_if_all_done(run.pk, now)
     if won:
         _run_completed(run, RunState.SUCCEEDED, "", now)
-    return bool(won)
+    return won
 
 
 def _run_completed(run: Run, state: str, error: str, now) -> None:
@@ -314,7 +350,7 @@ def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool =
             heartbeat_at=None,
         ):
             node_run_id = node_run.pk
-            transaction.on_commit(lambda: enqueue([node_run_id], countdown=delay))
+            transaction.on_commit(lambda: enqueue([node_run_id], countdown=delay, run=run))
         return
     write_log(node_run, f"failed: {message}", "error")
     handles = ["error"] if node.settings.get("continue_on_failure") else []
