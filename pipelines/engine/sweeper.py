@@ -12,7 +12,7 @@ from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from pipelines.engine import execution, loops, runtime, shards
+from pipelines.engine import execution, loops, runtime, shards, subruns
 from pipelines.engine.states import NodeState, RunState
 from pipelines.models import NodeRun, Run
 
@@ -55,17 +55,21 @@ def sweep() -> dict[str, int]:
         counts["reenqueued"] = len(lost)
     counts.update(shards.sweep(now, stale))
     for run in stalled_runs(stale):
-        counts["unstalled"] += unstall(run)
+        counts["unstalled"] += unstall(run, stale)
     return counts
 
 
 def stalled_runs(stale):
-    """Running runs where no node run is ready, running or on a timer, and none moved since
-    `stale`: a worker died between committing a node's final state and moving on (readying
-    the successors, ending a Loop iteration or the run), so nothing else will move them."""
+    """Running runs where no node run is ready, running or waiting on something that will
+    move it (a timer, shards, a child run), and none moved since `stale`: a worker died
+    between committing a node's final state and moving on (readying the successors, ending a
+    Loop iteration or the run), so nothing else will move them."""
+    active_child = Run.objects.filter(parent_node_run=OuterRef("pk"), state__in=RunState.ACTIVE)
     busy = NodeRun.objects.filter(run_id=OuterRef("pk")).filter(
         Q(state__in=[NodeState.READY, NodeState.RUNNING])
         | Q(state=NodeState.WAITING, resume_at__isnull=False)
+        | Q(state=NodeState.WAITING, shard_stage__isnull=False)
+        | Q(Exists(active_child), state=NodeState.WAITING)
         | Q(ready_at__gte=stale)
         | Q(started_at__gte=stale)
         | Q(finished_at__gte=stale)
@@ -73,17 +77,27 @@ def stalled_runs(stale):
     return Run.objects.filter(state=RunState.RUNNING, started_at__lt=stale).exclude(Exists(busy))
 
 
-def unstall(run: Run) -> int:
+def unstall(run: Run, stale) -> int:
     """Make the moves a dead worker left undone, from the database. Each is a conditional
     update, so a move already made is not made twice. Returns 1 if the run was looked at."""
     run = runtime.run_for(run.pk)
     plan = runtime.plan_for(run)
     rows = list(NodeRun.objects.filter(run_id=run.pk))
     waiting = [row for row in rows if row.state == NodeState.WAITING]
-    if any(not plan.nodes[row.node_key].node_type.is_container for row in waiting):
-        return 0  # a child run or shards: they move it on when they finish
+    for row in waiting:
+        if plan.nodes[row.node_key].node_type.is_container:
+            continue
+        # A Sub-pipeline node whose child run ended long ago, and the worker that ended it
+        # died before moving this node on. (Anything else waiting moves on by itself.)
+        child = Run.objects.filter(parent_node_run=row, state__in=RunState.FINISHED, finished_at__lt=stale)
+        child = child.order_by("-pk").first()
+        if child is None:
+            return 0
+        subruns.child_finished(child)
     scopes = {row.iteration for row in rows}
     for loop in waiting:  # a Loop whose next iteration was never created
+        if not plan.nodes[loop.node_key].node_type.is_container:
+            continue
         if runtime.iteration_path(loop.iteration, loop.node_key, loop.iterations_done) not in scopes:
             with contextlib.suppress(IntegrityError):  # a slow worker created it after all
                 loops.resume(run, plan, loop)
