@@ -32,8 +32,7 @@ from nodes.operators.filters import alnum_count
 HISTOGRAM_BINS = 10
 
 
-def data_annotation(ctx: ExecutionContext, schema: dict[str, Any]) -> NodeResult:
-    llm.require_valid_config(schema, ctx.config)
+def data_annotation(ctx: ExecutionContext) -> NodeResult:
     config = ctx.config
     method = config.get("method", "rules")
     score_field = config.get("score_field")

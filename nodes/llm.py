@@ -38,10 +38,9 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 import httpx
-from jsonschema import Draft202012Validator
 import orjson
 
-from nodes import fetch, schemas
+from nodes import fetch
 from nodes.execution import ExecutionContext, NodeFailed
 from nodes.expressions import has_template
 from nodes.registry import ConfigError
@@ -218,14 +217,6 @@ def env_key_host_problem(name: str, base_url: Any) -> str | None:
         return None
     listed = ", ".join(allowed) or "none"
     return f"{name} may only be sent to the hosts in DATAMATE_LLM_KEY_HOSTS ({listed}), not {host or 'this URL'!r}"
-
-
-def require_valid_config(schema: dict[str, Any], config: dict[str, Any]) -> None:
-    """A `{{ }}` value only gets its type when the run resolves it: check the resolved config
-    against the same schema the designer saw."""
-    error = next(iter(Draft202012Validator(schema).iter_errors(config)), None)
-    if error is not None:
-        raise NodeFailed(f"{schemas.locate(error, '')}: {schemas.message(error)}")
 
 
 def api_key(config: dict[str, Any], owner_id: int) -> tuple[str | None, str | None]:

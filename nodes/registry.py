@@ -9,10 +9,12 @@ palette and config forms from it and never hard-codes a type.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 from importlib import import_module
 from typing import Any, ClassVar
 
 from django.conf import settings
+from jsonschema import Draft202012Validator
 
 from nodes import schemas
 from nodes.catalogue import Catalogue
@@ -137,6 +139,13 @@ class NodeType:
                     resolved[name] = value if name in cls.record_template_fields else render(value, variables)
             except ExpressionError as exc:
                 raise ExpressionError(f"{name}: {exc}") from None
+        # A whole `{{ }}` value gets its type only now (the designer let it pass): the config
+        # an executor receives fits the schema the designer checked. Expression fields are
+        # checked as written; what they evaluate to is the executor's.
+        checked = {**resolved, **{name: config[name] for name in cls.expression_fields if name in config}}
+        error = next(iter(config_validator(cls).iter_errors(checked)), None)
+        if error is not None:
+            raise ExpressionError(f"{schemas.locate(error, '')}: {schemas.message(error)}")
         return resolved
 
     @classmethod
@@ -217,3 +226,9 @@ def get(key: str) -> type[NodeType]:
 
 def all_types() -> list[type[NodeType]]:
     return _catalogue.all(lambda t: (CATEGORIES.index(t.category), t.key))
+
+
+@functools.cache
+def config_validator(node_type: type[NodeType]) -> Draft202012Validator:
+    """The JSON Schema validator of a type's config, built once per process."""
+    return Draft202012Validator(node_type.config_schema)

@@ -26,8 +26,7 @@ from nodes.expressions import ExpressionError, render
 BUILTIN_MODEL = "builtin-template"
 
 
-def data_synthesis(ctx: ExecutionContext, schema: dict[str, Any]) -> NodeResult:
-    llm.require_valid_config(schema, ctx.config)
+def data_synthesis(ctx: ExecutionContext) -> NodeResult:
     config = ctx.config
     model = config.get("model", BUILTIN_MODEL)
     samples = config.get("samples_per_record", 1)

@@ -287,7 +287,7 @@ class DataSynthesis(NodeType):
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        return synthesis.data_synthesis(ctx, cls.config_schema)
+        return synthesis.data_synthesis(ctx)
 
     @classmethod
     def merge_outputs(cls, outputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,7 +370,7 @@ class DataAnnotation(NodeType):
 
     @classmethod
     def execute(cls, ctx: ExecutionContext) -> NodeResult:
-        return annotation.data_annotation(ctx, cls.config_schema)
+        return annotation.data_annotation(ctx)
 
     @classmethod
     def merge_outputs(cls, outputs: list[dict[str, Any]]) -> dict[str, Any]:

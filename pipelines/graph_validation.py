@@ -50,14 +50,6 @@ class GraphInvalid(Exception):
 
 _DOCUMENT_VALIDATOR = Draft202012Validator(documents.DOCUMENT_SCHEMA)
 _SETTINGS_VALIDATOR = Draft202012Validator(registry.SETTINGS_SCHEMA)
-_config_validators: dict[str, Draft202012Validator] = {}
-
-
-def _config_validator(node_type: type[registry.NodeType]) -> Draft202012Validator:
-    validator = _config_validators.get(node_type.key)
-    if validator is None:
-        validator = _config_validators[node_type.key] = Draft202012Validator(node_type.config_schema)
-    return validator
 
 
 def _schema_errors(validator: Draft202012Validator, instance: Any, prefix: str) -> Iterator[tuple[str, str]]:
@@ -192,7 +184,7 @@ def _check_nodes(doc: dict[str, Any], node_index: dict[str, int]) -> list[GraphE
         config = node["config"]
         errors += [
             GraphError(field, message, key)
-            for field, message in _schema_errors(_config_validator(node_type), config, f"{prefix}.config")
+            for field, message in _schema_errors(registry.config_validator(node_type), config, f"{prefix}.config")
         ]
         errors += [
             GraphError(f"{prefix}.config.{problem.field}", problem.message, key)

@@ -153,3 +153,24 @@ def test_sub_pipeline_child_failure_fails_the_node(engine, alice):
     run = wait_for_run(start_run(parent, user=alice))
     assert run.state == "failed"
     assert "child run" in run.error and "planned failure" in run.error
+
+
+def test_a_template_that_renders_to_the_wrong_type_fails_the_node_naming_the_field(engine, alice):
+    """The designer lets a whole `{{ }}` value pass whatever the field's type; the run checks
+    what it rendered to before the executor sees it."""
+    doc = {
+        "name": "bad wait",
+        "parameters": [{"name": "delay", "type": "string", "default": "soon"}],
+        "nodes": [step("before"), step("after"),
+                  {"key": "pause", "type": "wait", "config": {"duration_seconds": "{{ params.delay }}"}}],
+        "edges": [edge("before", "pause"), edge("pause", "after")],
+    }  # fmt: skip
+    pipeline = create_pipeline(alice, doc)
+    run = wait_for_run(start_run(pipeline, user=alice))
+    assert run.state == "failed"
+    assert run.error == "pause: config: duration_seconds: 'soon' is not of type 'number'"
+    assert node_states(run) == {"before": "succeeded", "pause": "failed", "after": "skipped"}
+    assert NodeRun.objects.get(run=run, node_key="pause").attempt == 1  # no retry: it would render the same
+    doc["parameters"] = [{"name": "delay", "type": "number", "default": 0.2}]
+    run = wait_for_run(start_run(create_pipeline(alice, doc, name="good wait"), user=alice))
+    assert run.state == "succeeded", run.error
