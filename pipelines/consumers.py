@@ -19,7 +19,7 @@ counter) before it sends the event to the group. On connect this consumer does, 
 1. join the group `run-<id>`, and wait until a marker it sends through the group comes
    back. With the Redis pub/sub layer `group_add` returns once SUBSCRIBE is *sent*; the
    marker proves Redis has *processed* it, so every later PUBLISH reaches us;
-2. read the sequence S (`events.current_sequence`);
+2. read the sequence S (with Redis's `run_id`, in one round trip: `sequence_and_server`);
 3. read the run, its node runs and its last log lines from the database.
 
 Take any change and its event with number N:
@@ -100,12 +100,9 @@ def may_see_run(user, run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, pipeline__in=services.visible_pipelines(user)).exists()
 
 
-def redis_server_id() -> str:
-    """Redis's `run_id`: a new one means Redis restarted, and events may have been lost."""
-    return events.redis_client().info("server")["run_id"]
-
-
 def sequence_and_server(run_id: int) -> tuple[int, str]:
+    """The run's sequence and Redis's `run_id` (a new one means Redis restarted, and events
+    may have been lost), in one round trip."""
     with events.redis_client().pipeline(transaction=False) as pipe:
         pipe.get(events.sequence_key(run_id))
         pipe.info("server")
@@ -113,14 +110,14 @@ def sequence_and_server(run_id: int) -> tuple[int, str]:
     return int(value) if value else 0, info["run_id"]
 
 
-def snapshot(run_id: int) -> dict[str, Any] | None:
-    """Steps 2 and 3 of the module docstring: the sequence first, then the database.
-    None if the run no longer exists."""
-    seq = events.current_sequence(run_id)
+def snapshot(run_id: int) -> tuple[dict[str, Any] | None, str]:
+    """Steps 2 and 3 of the module docstring: the sequence first, then the database. Returns
+    the snapshot (None if the run no longer exists) and Redis's `run_id` read with it."""
+    seq, server = sequence_and_server(run_id)
     run = Run.objects.filter(pk=run_id).first()
     if run is None:
-        return None
-    return {"type": "snapshot", "seq": seq, **events.run_state(run)}
+        return None, server
+    return {"type": "snapshot", "seq": seq, **events.run_state(run)}, server
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -190,8 +187,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     # --- snapshot, order, losses --------------------------------------------------------
 
     async def _send_snapshot(self) -> None:
-        self.redis_server = await sync_to_async(redis_server_id, thread_sensitive=False)()
-        data = await database_sync_to_async(snapshot)(self.run_id)
+        data, self.redis_server = await database_sync_to_async(snapshot)(self.run_id)
         self.redis_lost = False
         if data is None:
             self.early = {}

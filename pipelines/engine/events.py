@@ -43,11 +43,6 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
 
 
-def current_sequence(run_id: int) -> int:
-    value = redis_client().get(sequence_key(run_id))
-    return int(value) if value else 0
-
-
 class _Publisher:
     """One daemon thread per process (started lazily, again after a fork)."""
 
