@@ -223,7 +223,7 @@ class _ModelLabeller:
             self.ctx.progress(finished / total if total else None)
 
         groups = llm.map_concurrently(
-            self.ctx, self._jobs(manifests), self._ask, concurrency=config.get("concurrency", 4), on_done=progress
+            self._jobs(manifests), self._ask, concurrency=config.get("concurrency", 4), on_done=progress
         )
         for group in groups:
             out = []

@@ -41,7 +41,7 @@ import httpx
 import orjson
 
 from nodes import fetch
-from nodes.execution import ExecutionContext, NodeFailed
+from nodes.execution import NodeFailed
 from nodes.expressions import has_template
 from nodes.registry import ConfigError
 
@@ -478,7 +478,6 @@ Result = TypeVar("Result")
 
 
 def map_concurrently(
-    ctx: ExecutionContext,
     jobs: Iterable[Job],
     work: Callable[[Job], Result],
     *,

@@ -154,7 +154,7 @@ def _generated(
         ctx.progress(finished / total if total else None, records_out=written)
 
     attempted = 0
-    for group in llm.map_concurrently(ctx, jobs, generate, concurrency=config.get("concurrency", 4), on_done=progress):
+    for group in llm.map_concurrently(jobs, generate, concurrency=config.get("concurrency", 4), on_done=progress):
         made = []
         for (index, record, _), outcome in group:
             if isinstance(outcome, llm.RequestFailed):

@@ -7,7 +7,6 @@ import pytest
 
 from nodes import llm
 from nodes.execution import NodeFailed
-from pipelines.engine.node_test import NodeTestContext
 from tests.chat_server import ChatServer
 
 
@@ -19,10 +18,6 @@ def server():
 
 def client(server: ChatServer, **settings) -> llm.ChatClient:
     return llm.ChatClient(llm.ChatSettings(base_url=server.base_url, model="test-model", **settings))
-
-
-def context() -> NodeTestContext:
-    return NodeTestContext(node_key="n", config={}, params={}, inputs={}, loop=None, owner_id=0)
 
 
 def gaps(times: list[float]) -> list[float]:
@@ -131,7 +126,6 @@ def test_requests_run_concurrently_but_never_more_than_the_limit_and_come_back_i
     with client(server, concurrency=3) as chat:
         groups = list(
             llm.map_concurrently(
-                context(),
                 [f"prompt {n}" for n in range(12)],
                 lambda prompt: chat.complete([{"role": "user", "content": prompt}]).content,
                 concurrency=3,
@@ -152,7 +146,7 @@ def test_a_failed_request_comes_back_as_its_failure_and_the_others_carry_on(serv
         def work(prompt):
             return llm.parse_json_object(chat.complete([{"role": "user", "content": prompt}], json_mode=True).content)
 
-        (group,) = llm.map_concurrently(context(), ["a", "b", "c"], work, concurrency=2)
+        (group,) = llm.map_concurrently(["a", "b", "c"], work, concurrency=2)
     outcomes = dict(group)
     assert outcomes["a"] == {"ok": True} and outcomes["c"] == {"ok": True}
     assert isinstance(outcomes["b"], llm.RequestFailed) and outcomes["b"].reason == "invalid_json"
