@@ -3,7 +3,9 @@
 Starts a private redis-server (unless REDIS_URL is set), the web server (daphne), a Celery
 worker and Celery beat as child processes, streams their output with a name prefix, and
 stops them all together: on Ctrl-C/SIGTERM (exit 0), or as soon as one of them exits on
-its own (exit 1, after showing that child's last lines).
+its own (exit 1, after showing that child's last lines). The one exception is the private
+redis-server: it keeps nothing the others cannot rebuild (the engine re-sends lost tasks,
+live views resynchronise), so it is started again on the same port, a few times at most.
 
 Every child runs in its own session, so a terminal's Ctrl-C reaches only the supervisor,
 which then stops each child's whole process group (Celery's pool processes included).
@@ -30,13 +32,14 @@ from typing import TextIO
 from django.conf import settings
 import redis
 
-from datamate.embedded_redis import die_with_parent, start_embedded_redis
+from datamate.embedded_redis import EmbeddedRedis, die_with_parent, start_embedded_redis
 from datamate.runtime_files import demo_password_file, embedded_redis_url_file, read_embedded_redis_url
 
 STOP_TIMEOUT = 10.0
 TAIL_LINES = 20
 PREFIX_WIDTH = 6
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+RESTARTS_PER_MINUTE = 3
 
 
 @dataclass
@@ -45,8 +48,16 @@ class Child:
     process: subprocess.Popen
     # Stopped after everything else: the broker must outlive the workers' shutdown.
     infrastructure: bool = False
+    #: Starts the child again (its output piped like the first time); None: it is not restarted.
+    restart: Callable[[], subprocess.Popen] | None = None
+    restarted_at: deque = field(default_factory=lambda: deque(maxlen=RESTARTS_PER_MINUTE))
     tail: deque = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     partial: bytes = b""
+
+    def may_restart(self) -> bool:
+        """Restartable, and not restarted RESTARTS_PER_MINUTE times in the last minute."""
+        recent = len(self.restarted_at) == RESTARTS_PER_MINUTE and time.monotonic() - self.restarted_at[0] < 60
+        return self.restart is not None and not recent
 
     @property
     def prefix(self) -> str:
@@ -107,13 +118,38 @@ class Supervisor:
             self.pump(0)
 
     # --- children -----------------------------------------------------------------
-    def adopt(self, name: str, process: subprocess.Popen, infrastructure: bool = False) -> Child:
+    def adopt(
+        self,
+        name: str,
+        process: subprocess.Popen,
+        infrastructure: bool = False,
+        restart: Callable[[], subprocess.Popen] | None = None,
+    ) -> Child:
         """Supervise a process started with stdout=PIPE, stderr=STDOUT in its own session."""
-        child = Child(name, process, infrastructure)
-        os.set_blocking(process.stdout.fileno(), False)
-        self.selector.register(process.stdout, selectors.EVENT_READ, child)
+        child = Child(name, process, infrastructure, restart)
+        self._watch_output(child)
         self.children.append(child)
         return child
+
+    def _watch_output(self, child: Child) -> None:
+        os.set_blocking(child.process.stdout.fileno(), False)
+        self.selector.register(child.process.stdout, selectors.EVENT_READ, child)
+
+    def _restart(self, child: Child) -> bool:
+        """Start an exited child again; False if it could not be."""
+        self.drain()
+        self.say(child.exit_description() + "; starting it again")
+        with contextlib.suppress(KeyError, ValueError):  # its output may still be registered
+            self.selector.unregister(child.process.stdout)
+        child.process.stdout.close()
+        try:
+            child.process = child.restart()
+        except (OSError, RuntimeError) as exc:
+            self.say(f"could not start {child.name} again: {exc}")
+            return False
+        child.restarted_at.append(time.monotonic())
+        self._watch_output(child)
+        return True
 
     def spawn(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> Child:
         process = subprocess.Popen(
@@ -146,6 +182,8 @@ class Supervisor:
                 self.say(f"{signal.Signals(self.signals_received[0]).name} received, stopping")
                 return 0
             exited = next((c for c in self.children if c.process.poll() is not None), None)
+            if exited and exited.may_restart() and self._restart(exited):
+                continue
             if exited:
                 self.drain()
                 self.say(exited.exit_description() + "; stopping everything else")
@@ -242,6 +280,11 @@ def running_embedded_redis(var_dir: Path) -> str:
         client.close()
 
 
+def start_piped_redis(var_dir: Path, port: int | None = None) -> EmbeddedRedis:
+    """The private redis-server, its output piped to the supervisor."""
+    return start_embedded_redis(var_dir / "redis", port=port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def run(out: TextIO = sys.stdout) -> int:
     """Start everything, supervise it, stop it. Returns the process exit code."""
     var_dir = Path(settings.VAR_DIR)
@@ -267,11 +310,13 @@ def run(out: TextIO = sys.stdout) -> int:
     try:
         if not redis_url:
             try:
-                server = start_embedded_redis(var_dir / "redis", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                server = start_piped_redis(var_dir)
             except RuntimeError as exc:
                 supervisor.say(f"could not start redis-server: {exc}")
                 return 1
-            supervisor.adopt("redis", server.process, infrastructure=True)
+            # Started again on the same port: every other child was told this URL.
+            restart = lambda: start_piped_redis(var_dir, server.port).process  # noqa: E731
+            supervisor.adopt("redis", server.process, infrastructure=True, restart=restart)
             redis_url = server.url
             # So shell, CLI runs and other manage.py commands reach this broker too.
             tmp = url_file.with_suffix(".tmp")

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from datamate.embedded_redis import free_port
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -153,6 +154,27 @@ def test_up_stops_everything_when_a_child_dies(start_up):
     assert "last " in up.output and " lines of worker:" in up.output
     assert alive(processes) == []
     assert not up.redis_url_file.exists()
+
+
+def test_up_starts_its_redis_again_when_it_dies(start_up):
+    """The private redis-server keeps nothing that cannot be rebuilt: it is started again on
+    the same port, and the rest carries on (the worker answers /healthz through it again)."""
+    up = start_up()
+    up.wait_healthy()
+    url = up.redis_url_file.read_text()
+    others = [up.child_running("celery", "worker"), up.child_running("celery", "beat")]
+
+    (redis,) = [child for child in psutil.Process(up.process.pid).children() if child.name() == "redis-server"]
+    redis.send_signal(signal.SIGKILL)
+
+    wait_until(lambda: "redis exited on signal SIGKILL; starting it again" in up.output, timeout=30, what="a restart")
+    health = up.wait_healthy()
+    assert health["redis"] == {"ok": True}
+    assert up.process.poll() is None and up.redis_url_file.read_text() == url
+    assert alive(others, grace=0) == others  # nothing else was restarted
+
+    up.process.send_signal(signal.SIGTERM)
+    assert up.process.wait(timeout=20) == 0, up.output
 
 
 def test_nothing_outlives_a_killed_supervisor(start_up):
