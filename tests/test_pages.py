@@ -11,8 +11,8 @@ import pytest
 from pipelines import schedules, services
 from pipelines.engine.runs import start_run
 from pipelines.engine.states import NodeState, RunState
+from pipelines.graph_preview import graph_preview
 from pipelines.models import NodeRun, NodeRunLog, Pipeline, Run, Template
-from pipelines.views import graph_preview
 from tests.factories import create_pipeline, edge, logged_in, node
 
 
