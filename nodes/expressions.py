@@ -1,12 +1,13 @@
 """The one sandbox for templated config values and condition expressions.
 
-Both go through Jinja2's `SandboxedEnvironment`: no `eval`, no access to Python internals.
-This module parses them for validation; the engine evaluates them with the same environment.
+Both go through Jinja2's sandbox: no `eval`, no access to Python internals. Validation only
+parses them (`ENVIRONMENT`: nothing runs); the engine evaluates them in `BoundedSandbox`,
+which adds a budget of steps, CPU time and size, and keeps the run's values read-only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 import contextlib
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import time
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.lexer import describe_token
+from jinja2.parser import Parser
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Namespace, _PassArg
@@ -56,20 +59,33 @@ def _file_tag_message(tag: nodes.Node) -> str:
     return f"{{% {name} %}} is not available: templates cannot read other templates or files"
 
 
-def _parse(source: str) -> nodes.Template:
+def _parse(source: str, expression: bool = False) -> nodes.Node:
+    """The tree of a template, or with `expression` of a bare expression (parsed the way
+    `compile_expression` parses it, so what passes here also evaluates)."""
     try:
-        tree = ENVIRONMENT.parse(source)
+        if expression:
+            parser = Parser(ENVIRONMENT, source, state="variable")
+            tree = parser.parse_expression()
+            if not parser.stream.eos:
+                parser.fail(f"unexpected {describe_token(parser.stream.current)!r}", parser.stream.current.lineno)
+        else:
+            tree = ENVIRONMENT.parse(source)
         tag = next(tree.find_all(_FILE_TAGS), None)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.message}") from None
     except RecursionError:
         raise ExpressionError("nested too deeply") from None
+    except ValueError as exc:  # Python refuses int literals of more than 4,300 digits
+        raise ExpressionError(f"syntax error: {_INT_DIGITS.sub('a number is too long', str(exc))}") from None
     if tag is not None:
         raise ExpressionError(_file_tag_message(tag))
     return tree
 
 
-def _references(tree: nodes.Template) -> References:
+_INT_DIGITS = re.compile(r"^Exceeds the limit .*$", re.DOTALL)
+
+
+def _references(tree: nodes.Node) -> References:
     """Names used as `params.x` / `params['x']` and `nodes.k` / `nodes['k']`."""
     found: dict[str, set[str]] = {"params": set(), "nodes": set()}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -96,7 +112,7 @@ def expression_references(source: str) -> References:
     """Parse a bare expression (`params.x > 3`); raise ExpressionError if invalid."""
     if "{{" in source or "{%" in source:
         raise ExpressionError("write the expression without {{ }}")
-    tree = _parse("{{ (" + source + ") }}")
+    tree = _parse(source, expression=True)
     try:
         return _references(tree)
     except RecursionError:
@@ -181,11 +197,15 @@ def weight(value: Any, limit: int | None = None) -> int:
     def measure(item: Any) -> int:
         if isinstance(item, str | bytes | bytearray):
             return len(item)
+        if type(item) is int:
+            return _digits(item)
+        if isinstance(item, Undefined):
+            str(item)  # a missing name inside a list or dict: raises UndefinedError naming it
         if isinstance(item, KeysView | ValuesView | ItemsView):
             item = item.mapping  # type: ignore[attr-defined]
         if isinstance(item, Namespace):
             item = item._Namespace__attrs  # type: ignore[attr-defined]
-        if isinstance(item, dict):
+        if isinstance(item, Mapping):  # a dict, or the read-only view of one behind a dict view
             parts: Iterable[Any] = itertools.chain.from_iterable(item.items())
         elif isinstance(item, list | tuple | set | frozenset):
             parts = item
@@ -195,11 +215,15 @@ def weight(value: Any, limit: int | None = None) -> int:
             return known[id(item)]
         if len(item) * 2 > limit:
             raise _too_large("the value")
-        if not isinstance(item, dict):
+        if not isinstance(item, Mapping):
             # Most lists hold only numbers or only strings: measured at C speed.
             kinds = set(map(type, item))
             if kinds <= _SCALARS:
-                return 2 * len(item) + 1
+                widest = max((_digits(number) for number in item if type(number) is int), default=1)
+                total = (widest + 1) * len(item) + 1
+                if total > limit:
+                    raise _too_large("the value")
+                return total
             if kinds <= {str}:
                 total = sum(map(len, item)) + len(item) + 1
                 if total > limit:
@@ -217,6 +241,11 @@ def weight(value: Any, limit: int | None = None) -> int:
     return measure(value)
 
 
+def _digits(number: int) -> int:
+    """About how many characters an int prints as (log10(2) = 0.30103), at least 1."""
+    return int(number.bit_length() * 0.30103) + 2
+
+
 def _checked_size(value: Any) -> Any:
     weight(value)
     return value
@@ -227,6 +256,7 @@ def _check_count(count: Any, what: str) -> None:
         raise LimitExceeded(f"{what} {count} is too large (at most {BoundedSandbox.MAX_SEQUENCE:,})")
 
 
+_NESTED_PERCENT_KEY = re.compile(r"%\([^)]*\(")
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])")
 
 
@@ -235,6 +265,9 @@ def _check_percent(template: Any, values: Any) -> None:
     if not isinstance(template, str | bytes):
         return
     text = template.decode("latin-1") if isinstance(template, bytes) else template
+    if _NESTED_PERCENT_KEY.search(text):
+        # Python matches the key's parentheses in pairs; the width after it would go unseen.
+        raise ExpressionError("a %(key) with parentheses inside it is not supported")
     specs = _PERCENT_SPEC.findall(text)
     stars = False
     for width, precision, _ in specs:
@@ -303,6 +336,10 @@ def _positional(args: tuple, kwargs: dict, index: int, name: str, default: Any =
     return args[index] if len(args) > index else kwargs.get(name, default)
 
 
+#: Characters the `wordwrap` filter takes (about 0.1 s of work).
+MAX_WRAPPED = 100_000
+
+
 def _check_filter(name: str, value: Any, args: tuple, kwargs: dict) -> Any:
     """The filters whose arguments, not their input, decide how much they build; returns the
     input (a one-pass iterator made into a list, to be measured)."""
@@ -315,6 +352,9 @@ def _check_filter(name: str, value: Any, args: tuple, kwargs: dict) -> Any:
         if weight(value) + lines * pad > BoundedSandbox.MAX_SIZE:
             raise _too_large("the indented text")
     elif name == "wordwrap":
+        # textwrap does all its work in one call, between two checks of the CPU budget.
+        if weight(value) > MAX_WRAPPED:
+            raise LimitExceeded(f"wordwrap takes at most {MAX_WRAPPED:,} characters")
         wrapstring = _positional(args, kwargs, 2, "wrapstring")
         if (
             isinstance(wrapstring, str)
@@ -339,10 +379,6 @@ def _check_filter(name: str, value: Any, args: tuple, kwargs: dict) -> Any:
         pad = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
         if weight(value) * (pad + 1) > BoundedSandbox.MAX_SIZE:
             raise _too_large("the JSON text")
-    elif name == "urlize":
-        extra = sum(len(item) for item in (*args, *kwargs.values()) if isinstance(item, str))
-        if weight(value) * (extra + 1) > BoundedSandbox.MAX_SIZE:
-            raise _too_large("the text with links")
     elif name not in _STRUCTURAL_FILTERS:
         weight(value)  # it writes its input out as text
     return value
@@ -395,7 +431,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         super().__init__(finalize=_checked_size, **options)
         # lipsum(n) writes n paragraphs of random text: work not bounded by anything.
         self.globals.pop("lipsum", None)
+        # The global `dict` is the type itself, whose unbound methods the sandbox lets through
+        # (`dict.update(params, ...)` would change the run's params): a plain function instead.
+        self.globals["dict"] = _new_dict
+        # urlize's work grows with the square of its input, all of it in one call.
+        self.filters.pop("urlize", None)
         self.filters = {name: self._bounded_filter(name, function) for name, function in self.filters.items()}
+        self.tests = {name: self._counted_test(function) for name, function in self.tests.items()}
 
     @staticmethod
     def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -407,9 +449,23 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if len(args) > offset:
                 value = _check_filter(name, args[offset], args[offset + 1 :], kwargs)
                 args = (*args[:offset], value, *args[offset + 1 :])
-            return _charge(function(*args, **kwargs))
+            result = function(*args, **kwargs)
+            if isinstance(result, str | bytes | list | tuple | dict):
+                weight(result)  # what it built must fit too (`tojson` of a deep value)
+            return _charge(result)
 
         return bounded
+
+    @staticmethod
+    def _counted_test(function: Callable[..., Any]) -> Callable[..., Any]:
+        """A test (`select('number')` runs one per item) is a step, like a filter."""
+
+        @functools.wraps(function)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            _step()
+            return function(*args, **kwargs)
+
+        return counted
 
     def _generate(self, source: nodes.Template, *args: Any, **kwargs: Any) -> str:
         return super()._generate(_guarded(source), *args, **kwargs)
@@ -490,6 +546,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return _charge(super().call_binop(context, operator, left, right))
 
 
+def _new_dict(*args: Any, **kwargs: Any) -> dict:
+    """`dict(...)` in an expression."""
+    return _charge(dict(*args, **kwargs))
+
+
 def _env_call(name: str, argument: nodes.Expr, lineno: int) -> nodes.Call:
     return nodes.Call(nodes.EnvironmentAttribute(name), [argument], [], None, None, lineno=lineno)
 
@@ -526,8 +587,18 @@ def _compiled_template(source: str):
 
 
 def _defined(value: Any) -> Any:
+    """The value an evaluation gives: defined, within the size limit, and not lazy (a `map`
+    or `select` result is made a list here, still within the budget; a generator left for
+    later would run outside it)."""
     if isinstance(value, Undefined):
         str(value)  # raises UndefinedError naming what is missing
+    if isinstance(value, Iterator):
+        budget = _budget()
+        items = []
+        for item in value:
+            _step(budget)
+            items.append(item)
+        value = _charge(items)
     return _checked_size(value)
 
 
@@ -544,6 +615,14 @@ def evaluate(source: str, variables: dict[str, Any]) -> Any:
         raise ExpressionError("refused: nested too deeply (recursion)") from None
     except Exception as exc:  # the sandbox's SecurityError, undefined names, type errors…
         raise ExpressionError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _inside(whole_template: str) -> str:
+    """The expression of `{{ expr }}`, whitespace control (`{{- expr -}}`) included."""
+    text = whole_template.strip()
+    text = text[3:] if text.startswith("{{-") else text[2:]
+    text = text[:-3] if text.endswith("-}}") else text[:-2]
+    return text.strip()
 
 
 def render(value: Any, variables: dict[str, Any]) -> Any:
@@ -563,7 +642,7 @@ def render(value: Any, variables: dict[str, Any]) -> Any:
     try:
         with _limits():
             if is_whole_template(value):
-                return _defined(_compiled_expression(value.strip()[2:-2].strip())(**variables))
+                return _defined(_compiled_expression(_inside(value))(**variables))
             return _compiled_template(value).render(**variables)
     except ExpressionError:
         raise
