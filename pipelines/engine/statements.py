@@ -2,7 +2,7 @@
 
 Django compiles a queryset anew on every call. On the engine's path, a few statements per
 node, that cost more than the database itself: the run's final UPDATE took 1.5 ms through
-the ORM against 0.19 ms as text on PostgreSQL (0.8 ms against 0.05 ms on SQLite). So these
+the ORM against 0.15 ms as text on PostgreSQL (0.8 ms against 0.02 ms on SQLite). So these
 statements are spelled out here, from the models' own table and column names, and their
 values go through the models' own fields both ways, so they read and write exactly what the
 ORM would. Both SQLite (3.35+) and PostgreSQL support every form used (RETURNING included).
