@@ -88,7 +88,9 @@ _INT_DIGITS = re.compile(r"^Exceeds the limit .*$", re.DOTALL)
 def _references(tree: nodes.Node) -> References:
     """Names used as `params.x` / `params['x']` and `nodes.k` / `nodes['k']`."""
     found: dict[str, set[str]] = {"params": set(), "nodes": set()}
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    kinds = (nodes.Getattr, nodes.Getitem)
+    # find_all() yields what a node holds, not the node: a bare `params.x` is itself one.
+    for node in itertools.chain([tree] if isinstance(tree, kinds) else [], tree.find_all(kinds)):
         target = node.node
         if not (isinstance(target, nodes.Name) and target.name in found):
             continue

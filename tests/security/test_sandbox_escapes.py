@@ -209,7 +209,9 @@ CASES = [
     Case("nested-percent-key", "condition", "'%((a))999999999s' % {'(a)': 1}", r"parentheses inside"),
     Case("wordwrap-of-a-megabyte", "value", "('x' * 1000000)|wordwrap(1)|length", r"wordwrap takes at most"),
     Case("urlize-quadratic", "value", "('.' * 40000 ~ 'a.')|urlize|length", r"urlize"),
-    Case("tests-are-steps", "value", "range(100000)" + "|select('number')" * 50 + "|list|length", r"refused: more than"),
+    Case(
+        "tests-are-steps", "value", "range(100000)" + "|select('number')" * 50 + "|list|length", r"refused: more than"
+    ),
     Case(
         "tojson-of-deep-nesting",
         "template",
@@ -329,6 +331,8 @@ def test_what_validation_accepts_is_what_evaluation_runs():
         expression_references("1) + (2")  # was wrapped in parentheses and passed
     with pytest.raises(ExpressionError, match="a number is too long"):
         expression_references("9" * 5000)
+    assert expression_references("params.n").params == {"n"}  # a bare reference is found too
+    assert expression_references("nodes['clean'].output.count > params.min").nodes == {"clean"}
     assert render("{{- params.n -}}", variables()) == 3
     assert render("{{ -params.n }}", variables()) == -3
     assert evaluate("range(3)|map('string')", variables()) == ["0", "1", "2"]  # not a generator
