@@ -314,9 +314,12 @@ def run(out: TextIO = sys.stdout) -> int:
             except RuntimeError as exc:
                 supervisor.say(f"could not start redis-server: {exc}")
                 return 1
-            # Started again on the same port: every other child was told this URL.
-            restart = lambda: start_piped_redis(var_dir, server.port).process  # noqa: E731
-            supervisor.adopt("redis", server.process, infrastructure=True, restart=restart)
+
+            def restart_redis() -> subprocess.Popen:
+                # On the same port: every other child was told this URL.
+                return start_piped_redis(var_dir, server.port).process
+
+            supervisor.adopt("redis", server.process, infrastructure=True, restart=restart_redis)
             redis_url = server.url
             # So shell, CLI runs and other manage.py commands reach this broker too.
             tmp = url_file.with_suffix(".tmp")

@@ -76,13 +76,11 @@ def _parse(source: str, expression: bool = False) -> nodes.Node:
     except RecursionError:
         raise ExpressionError("nested too deeply") from None
     except ValueError as exc:  # Python refuses int literals of more than 4,300 digits
-        raise ExpressionError(f"syntax error: {_INT_DIGITS.sub('a number is too long', str(exc))}") from None
+        problem = "a number is too long" if str(exc).startswith("Exceeds the limit") else str(exc)
+        raise ExpressionError(f"syntax error: {problem}") from None
     if tag is not None:
         raise ExpressionError(_file_tag_message(tag))
     return tree
-
-
-_INT_DIGITS = re.compile(r"^Exceeds the limit .*$", re.DOTALL)
 
 
 def _references(tree: nodes.Node) -> References:

@@ -226,16 +226,9 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
                 # every input of a wide join reads them, so outputs are left to the node itself.
                 found = statements.scope_states(run.pk, iteration, {source for source, _ in incoming} | {target})
                 state, handles, pk, attempt = found.pop(target)
-                row = NodeRun(
-                    pk=pk,
-                    run_id=run.pk,
-                    node_key=target,
-                    iteration=iteration,
-                    state=state,
-                    handles=handles,
-                    attempt=attempt,
-                )
-                sources = {key: (state, handles) for key, (state, handles, _, _) in found.items()}
+                row = NodeRun(pk=pk, run_id=run.pk, node_key=target, iteration=iteration, attempt=attempt)
+                row.state, row.handles = state, handles
+                sources = {key: values[:2] for key, values in found.items()}  # (state, handles)
                 known = {}
             if row.state != NodeState.PENDING:
                 continue

@@ -84,9 +84,9 @@ def unstall(run: Run, stale) -> int:
     plan = runtime.plan_for(run)
     rows = list(NodeRun.objects.filter(run_id=run.pk))
     waiting = [row for row in rows if row.state == NodeState.WAITING]
-    for row in waiting:
-        if plan.nodes[row.node_key].node_type.is_container:
-            continue
+    loops_waiting = [row for row in waiting if plan.nodes[row.node_key].node_type.is_container]
+    others_waiting = [row for row in waiting if not plan.nodes[row.node_key].node_type.is_container]
+    for row in others_waiting:
         # A Sub-pipeline node whose child run ended long ago, and the worker that ended it
         # died before moving this node on. (Anything else waiting moves on by itself.)
         child = Run.objects.filter(parent_node_run=row, state__in=RunState.FINISHED, finished_at__lt=stale)
@@ -95,9 +95,7 @@ def unstall(run: Run, stale) -> int:
             return 0
         subruns.child_finished(child)
     scopes = {row.iteration for row in rows}
-    for loop in waiting:  # a Loop whose next iteration was never created
-        if not plan.nodes[loop.node_key].node_type.is_container:
-            continue
+    for loop in loops_waiting:  # a Loop whose next iteration was never created
         if runtime.iteration_path(loop.iteration, loop.node_key, loop.iterations_done) not in scopes:
             with contextlib.suppress(IntegrityError):  # a slow worker created it after all
                 loops.resume(run, plan, loop)

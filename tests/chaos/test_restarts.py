@@ -120,6 +120,16 @@ def start_runs(stack: Stack, user, pipeline, count: int) -> list[int]:
     return [answer.json()["id"] for answer in answers]
 
 
+def watched_runs(stack: Stack, user, tmp_path: Path) -> tuple[Path, str, list[int], Watcher]:
+    """RUNS runs of the fan pipeline (their effects written to the returned marker file),
+    started through the API, and a live client of the first one (with its session cookie)."""
+    marker = tmp_path / "effects.txt"
+    pipeline = create_pipeline(user, fan_document(marker))
+    cookie = session_cookie(user)
+    run_ids = start_runs(stack, user, pipeline, RUNS)
+    return marker, cookie, run_ids, Watcher(stack.base_url, run_ids[0], cookie)
+
+
 def running_node_runs(run_ids: list[int]) -> list[int]:
     return list(NodeRun.objects.filter(run_id__in=run_ids, state=NodeState.RUNNING).values_list("pk", flat=True))
 
@@ -208,11 +218,7 @@ def test_runs_finish_when_redis_restarts_mid_run(kind, request, transactional_db
     """Redis killed while nodes run, kept down until they have finished (so the messages for
     the next nodes cannot be sent), then started again on the same port."""
     stack = request.getfixturevalue("stack" if kind == "embedded" else "external")
-    marker = tmp_path / "effects.txt"
-    pipeline = create_pipeline(alice, fan_document(marker))
-    cookie = session_cookie(alice)
-    run_ids = start_runs(stack, alice, pipeline, RUNS)
-    watcher = Watcher(stack.base_url, run_ids[0], cookie)
+    marker, cookie, run_ids, watcher = watched_runs(stack, alice, tmp_path)
     try:
         running = wait_until(lambda: running_node_runs(run_ids), 30, "a node to run")
         stack.redis.restart(
@@ -240,11 +246,7 @@ def test_runs_finish_when_redis_restarts_mid_run(kind, request, transactional_db
 
 
 def test_runs_finish_when_the_web_server_is_killed_mid_run(stack, alice, tmp_path):
-    marker = tmp_path / "effects.txt"
-    pipeline = create_pipeline(alice, fan_document(marker))
-    cookie = session_cookie(alice)
-    run_ids = start_runs(stack, alice, pipeline, RUNS)
-    watcher = Watcher(stack.base_url, run_ids[0], cookie)
+    marker, cookie, run_ids, watcher = watched_runs(stack, alice, tmp_path)
     try:
         wait_until(lambda: running_node_runs(run_ids), 30, "a node to run")
         stack.kill9(stack.web)
