@@ -219,7 +219,8 @@ def weight(value: Any, limit: int | None = None) -> int:
             # Most lists hold only numbers or only strings: measured at C speed.
             kinds = set(map(type, item))
             if kinds <= _SCALARS:
-                widest = max((_digits(number) for number in item if type(number) is int), default=1)
+                numbers = item if kinds == {int} else [number for number in item if type(number) is int]
+                widest = _digits(max(max(numbers), -min(numbers))) if numbers else 1
                 total = (widest + 1) * len(item) + 1
                 if total > limit:
                     raise _too_large("the value")
@@ -239,6 +240,36 @@ def weight(value: Any, limit: int | None = None) -> int:
         return total
 
     return measure(value)
+
+
+def _json_indentation(value: Any, pad: int, limit: int) -> int:
+    """The characters `tojson(indent=pad)` writes beyond `value`'s weight: each item of a
+    list or dict on its own line, indented `pad` per level of nesting (a deep value is mostly
+    indentation), and the quotes and separators around items. Raises LimitExceeded past `limit`."""
+    known: dict[tuple[int, int], int] = {}
+
+    def layout(item: Any, depth: int) -> int:
+        if isinstance(item, Mapping):
+            children: Iterable[Any] = item.values()
+            per_item = pad * depth + 6  # newline, comma, the key's quotes, ": "
+        elif isinstance(item, list | tuple):
+            children, per_item = item, pad * depth + 2
+        else:
+            return 0
+        key = (id(item), depth)
+        if key not in known:
+            total = len(item) * per_item + pad * (depth - 1) + 2  # the closing bracket's line
+            for child in children:
+                if isinstance(child, str):
+                    total += 2
+                elif isinstance(child, Mapping | list | tuple):
+                    total += layout(child, depth + 1)
+                if total > limit:
+                    raise _too_large("the JSON text")
+            known[key] = total
+        return known[key]
+
+    return layout(value, 1)
 
 
 def _digits(number: int) -> int:
@@ -377,8 +408,9 @@ def _check_filter(name: str, value: Any, args: tuple, kwargs: dict) -> Any:
     elif name == "tojson":
         indent = _positional(args, kwargs, 0, "indent")
         pad = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
-        if weight(value) * (pad + 1) > BoundedSandbox.MAX_SIZE:
-            raise _too_large("the JSON text")
+        if pad > 0:
+            size = weight(value)
+            _json_indentation(value, pad, BoundedSandbox.MAX_SIZE - size)
     elif name not in _STRUCTURAL_FILTERS:
         weight(value)  # it writes its input out as text
     return value

@@ -392,3 +392,23 @@ def test_escapes_in_real_runs_fail_naming_node_and_field_and_the_worker_goes_on(
     fair = {"name": "after the escapes", "nodes": [step("a", value="{{ 6 * 7 }}")], "edges": []}
     run = wait_for_run(start_run(create_pipeline(alice, fair), user=alice))
     assert run.state == "succeeded", run.error
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": [1, {"b": [2, 3]}], "c": "d"}, [[[[["deep"] * 50]]]], [{"k": list(range(20))}] * 30, [], {"e": {}}],
+)
+@pytest.mark.parametrize("pad", [1, 4])
+def test_indented_json_is_measured_before_it_is_written(value, pad):
+    """`tojson(indent)` is refused on its estimated size, which counts each item's indentation
+    (a deep value is mostly indentation), so the text is never built only to be refused."""
+    import json
+
+    from nodes.expressions import _json_indentation, weight
+
+    written = len(json.dumps(value, indent=pad))
+    estimate = weight(value) + _json_indentation(value, pad, limit=10**9)
+    assert written <= estimate <= 1.5 * written + 10
+    deep = {"x": [[[[[[[[[[list(range(5000))]]]]]]]]]]}
+    with pytest.raises(ExpressionError, match="the JSON text would be too large"):
+        render("{{ x|tojson(100) }}", deep)  # 5,000 lines indented 1,100 deep: 5.5 M characters
