@@ -3,7 +3,8 @@ Channels group `run-<id>` after the change is committed.
 
 Publishing must not slow the engine down, so a worker hands events to one background
 thread per process, which numbers them (a Redis counter per run, so a client can tell it
-missed nothing) and sends them through the channel layer in batches: a group message
+missed nothing) and sends them through the channel layer in batches (what is queued within
+LINGER_SECONDS of the first, or until a run's end flushes them): a group message
 `{"type": "run.events", "first_seq": N, "events": [...]}` carries events N, N+1, …. Clients rebuild state from a
 snapshot plus these deltas; each node-run delta carries `version` (see states.py) so one
 that arrives late never overwrites a newer state.
@@ -17,6 +18,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -27,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 SEQUENCE_TTL_SECONDS = 7 * 24 * 3600
 MAX_BATCH = 500
+#: How long the publisher waits for more events before it sends a batch, unless flushed:
+#: the changes of a fast node (running, then succeeded) go out as one message, which costs
+#: the machine one send instead of two while the engine needs the CPU.
+LINGER_SECONDS = 0.005
+#: Put in the queue by `flush`: send what is queued now.
+_SEND_NOW = object()
 
 
 def group_name(run_id: int) -> str:
@@ -67,25 +75,40 @@ class _Publisher:
         self._queue.put((run_id, event))
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued event was sent (tests, and processes about to exit)."""
+        """Send what is queued without lingering, and wait until every queued event was sent."""
+        with self._sent:
+            if self._unsent == 0:
+                return True
+        self._queue.put(_SEND_NOW)
         with self._sent:
             return self._sent.wait_for(lambda: self._unsent == 0, timeout)
+
+    def _next_batch(self) -> list[tuple[int, dict[str, Any]]]:
+        """The events queued until LINGER_SECONDS after the first, a flush, or MAX_BATCH."""
+        pending = self._queue
+        first = pending.get()
+        batch = [] if first is _SEND_NOW else [first]
+        deadline = time.monotonic() + LINGER_SECONDS
+        while batch and len(batch) < MAX_BATCH:
+            try:
+                item = pending.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is _SEND_NOW:
+                break
+            batch.append(item)
+        return batch
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         layer = get_channel_layer()
         client = redis_client()
-        pending = self._queue
         while True:
-            # Whatever piled up while the last batch was sent goes out together: one counter
-            # update and one message per run, however many events.
-            batch = [pending.get()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(pending.get_nowait())
-                except queue.Empty:
-                    break
+            # One counter update and one message per run, however many events.
+            batch = self._next_batch()
+            if not batch:
+                continue
             by_run: dict[int, list[dict[str, Any]]] = {}
             for run_id, event in batch:
                 by_run.setdefault(run_id, []).append(event)

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pipelines import services
-from pipelines.engine import events, runtime
+from pipelines.engine import runtime, statements
 from pipelines.engine.plan import Plan, initial_states
 from pipelines.engine.states import NodeState, RunState
 from pipelines.graph_validation import GraphInvalid, validate_document
@@ -118,43 +118,43 @@ def start_run(
             for row in NodeRun.objects.filter(run=reuse, iteration="", state__in=NodeState.FINISHED)
             if row.node_key not in (reexecute or set()) and row.state != NodeState.CANCELLED
         }
-    with transaction.atomic():
-        run = Run.objects.create(
-            pipeline=pipeline,
-            version=version,
-            spec=spec,
-            params=resolved,
-            trigger=trigger,
-            created_by=user,
-            parent_node_run=parent_node_run,
-            rerun_of=reuse,
-            rerun_from=rerun_from,
-            schedule=schedule,
-            state=RunState.RUNNING,
-            started_at=now,
+    run = Run(
+        pipeline=pipeline,
+        version=version,
+        spec=spec,
+        params=resolved,
+        trigger=trigger,
+        created_by=user,
+        parent_node_run=parent_node_run,
+        rerun_of=reuse,
+        rerun_from=rerun_from,
+        schedule=schedule,
+        state=RunState.RUNNING,
+        started_at=now,
+    )
+    states = initial_states(plan, None, {key: (row.state, row.handles) for key, row in reused.items()})
+    rows = [_reused_copy(run, row) for row in reused.values()] + [
+        NodeRun(
+            run=run,
+            node_key=key,
+            state=state,
+            ready_at=now if state == NodeState.READY else None,
+            finished_at=now if state == NodeState.SKIPPED else None,
+            handles=[] if state == NodeState.SKIPPED else None,
         )
-        states = initial_states(plan, None, {key: (row.state, row.handles) for key, row in reused.items()})
-        rows = NodeRun.objects.bulk_create(
-            [_reused_copy(run, row) for row in reused.values()]
-            + [
-                NodeRun(
-                    run=run,
-                    node_key=key,
-                    state=state,
-                    ready_at=now if state == NodeState.READY else None,
-                    finished_at=now if state == NodeState.SKIPPED else None,
-                    handles=[] if state == NodeState.SKIPPED else None,
-                )
-                for key, state in states.items()
-            ]
-        )
-        ready = [row.pk for row in rows if row.state == NodeState.READY]
-        # The first task goes out before the run's event: clients never move a finished
-        # run back, so the event may arrive after the run's end.
-        transaction.on_commit(lambda: runtime.enqueue(ready, run=run))
-        transaction.on_commit(lambda: events.run_changed(run))
-        if not ready and not any(row.state in NodeState.UNFINISHED for row in rows):
+        for key, state in states.items()
+    ]
+    if not any(row.state in NodeState.UNFINISHED for row in rows):
+        # A re-run that reuses every result: written and ended together.
+        with transaction.atomic():
+            statements.insert_run(run, rows)
             runtime.complete_run(run)
+        return run
+    statements.insert_run(run, rows)  # all or nothing, without a transaction of its own on PostgreSQL
+    ready = [row.pk for row in rows if row.state == NodeState.READY]
+    # No event: nobody can watch a run before it exists, and a watcher's first snapshot
+    # (pipelines/consumers.py) holds the run as it started.
+    transaction.on_commit(lambda: runtime.enqueue(ready, run=run))
     return run
 
 

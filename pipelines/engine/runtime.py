@@ -121,10 +121,14 @@ def transition(node_run: NodeRun, leaving: Iterable[str], **changes: Any) -> boo
     the same attempt). Returns whether this caller won; the winner publishes the change."""
     won = statements.update_node_run(node_run.pk, node_run.attempt, list(leaving), changes)
     if won:
-        for name, value in changes.items():
-            setattr(node_run, name, value)
-        transaction.on_commit(lambda: events.node_changed(node_run))
-    return bool(won)
+        _moved(node_run, changes)
+    return won
+
+
+def _moved(node_run: NodeRun, changes: dict[str, Any]) -> None:
+    for name, value in changes.items():
+        setattr(node_run, name, value)
+    transaction.on_commit(lambda: events.node_changed(node_run))
 
 
 def progress_changes(fraction: float | None, records_in: int | None, records_out: int | None) -> dict[str, Any]:
@@ -309,20 +313,32 @@ def complete_run(run: Run, failed: list[NodeRun] | None = None) -> None:
 
 
 def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: str = NodeState.SUCCEEDED) -> None:
-    changed = transition(
-        node_run,
-        [NodeState.RUNNING, NodeState.WAITING],
-        state=state,
-        output=result.output,
-        handles=result.handles,
-        progress=1.0,
-        records_in=result.records_in if result.records_in is not None else node_run.records_in,
-        records_out=result.records_out if result.records_out is not None else node_run.records_out,
-        finished_at=timezone.now(),
-        heartbeat_at=None,
-    )
-    if changed:
-        advance(run, plan, node_run)
+    now = timezone.now()
+    leaving = [NodeState.RUNNING, NodeState.WAITING]
+    changes = {
+        "state": state,
+        "output": result.output,
+        "handles": result.handles,
+        "progress": 1.0,
+        "records_in": result.records_in if result.records_in is not None else node_run.records_in,
+        "records_out": result.records_out if result.records_out is not None else node_run.records_out,
+        "finished_at": now,
+        "heartbeat_at": None,
+    }
+    if node_run.iteration or plan.successors(node_run.node_key):
+        if transition(node_run, leaving, **changes):
+            advance(run, plan, node_run)
+        return
+    # A top-level node with nothing downstream may be the run's last: the node's end and the
+    # run's are one statement. Two such nodes ending at once may each see the other still
+    # running, so one that did not end the run checks again after its commit (advance's rule).
+    moved, ended = statements.end_node_and_run(node_run.pk, node_run.attempt, leaving, changes, run.pk, now)
+    if moved:
+        _moved(node_run, changes)
+    if ended:
+        _run_completed(run, RunState.SUCCEEDED, "", now)
+    elif moved:
+        finish_scope_if_done(run, plan, "")
 
 
 def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool = True) -> None:

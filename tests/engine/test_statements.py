@@ -131,3 +131,137 @@ def test_a_task_message_carries_what_the_worker_needs_of_the_run(run, django_ass
     Run.objects.filter(pk=run.pk).update(state="cancelled")
     assert carried.state == "cancelled"
     runtime._runs.pop(run.pk, None)
+
+
+def ending(finished):
+    return {"state": "succeeded", "output": {"n": 1}, "handles": ["out"], "progress": 1.0, "finished_at": finished}
+
+
+def test_the_last_node_run_ending_ends_its_run_in_the_same_call(run):
+    from django.utils import timezone
+
+    set_states(run, a="succeeded", b="succeeded", c="running")
+    row = NodeRun.objects.get(run=run, node_key="c")
+    now = timezone.now()
+    assert statements.end_node_and_run(row.pk, 1, ["running", "waiting"], ending(now), run.pk, now) == (True, True)
+    row.refresh_from_db()
+    run.refresh_from_db()
+    assert (row.state, row.output, row.handles, row.finished_at) == ("succeeded", {"n": 1}, ["out"], now)
+    assert (run.state, run.error, run.finished_at) == ("succeeded", "", now)
+
+
+@pytest.mark.parametrize(
+    ("others", "attempt", "moves"),
+    [
+        ({"a": "succeeded", "b": "running"}, 1, True),  # another node is still running
+        ({"a": "succeeded", "b": "ready"}, 1, True),
+        ({"a": ("failed", []), "b": "skipped"}, 1, True),  # a failure nothing handled
+        ({"a": "succeeded", "b": "succeeded"}, 2, False),  # c is on another attempt
+    ],
+)
+def test_a_node_run_ends_without_its_run_while_the_run_cannot_succeed(run, others, attempt, moves):
+    from django.utils import timezone
+
+    set_states(run, c="running", **others)
+    row = NodeRun.objects.get(run=run, node_key="c")
+    now = timezone.now()
+    assert statements.end_node_and_run(row.pk, attempt, ["running"], ending(now), run.pk, now) == (moves, False)
+    assert NodeRun.objects.get(pk=row.pk).state == ("succeeded" if moves else "running")
+    run.refresh_from_db()
+    assert (run.state, run.finished_at) == ("running", None)
+
+
+def test_a_node_run_that_did_not_move_never_ends_its_run(run):
+    from django.utils import timezone
+
+    set_states(run, a="succeeded", b="succeeded", c="succeeded")  # already ended, e.g. by a duplicate
+    row = NodeRun.objects.get(run=run, node_key="c")
+    now = timezone.now()
+    assert statements.end_node_and_run(row.pk, 1, ["running"], ending(now), run.pk, now) == (False, False)
+    assert Run.objects.get(pk=run.pk).state == "running"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_node_runs_ending_at_once_may_leave_the_run_to_the_check_after_their_commits(alice):
+    """Why runtime.succeed checks the run again after its commit: on PostgreSQL each of two
+    ending statements reads a snapshot in which the other node run is still running."""
+    import threading
+
+    from django.db import connection, connections, transaction
+    from django.utils import timezone
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time: two ends cannot overlap")
+    # Committed here, so rows made without start_run: no task may reach the session's worker.
+    pipeline = create_pipeline(alice, {"name": "two ends", "nodes": [step("a"), step("b"), step("c")], "edges": []})
+    run = Run.objects.create(pipeline=pipeline, version=pipeline.version, spec={}, state="running")
+    states = {"a": "succeeded", "b": "running", "c": "running"}
+    rows = {key: NodeRun.objects.create(run=run, node_key=key, state=state).pk for key, state in states.items()}
+    now = timezone.now()
+    ended_b, proceed, results = threading.Event(), threading.Event(), {}
+
+    def end_b_and_hold_the_commit():
+        try:
+            with transaction.atomic():
+                results["b"] = statements.end_node_and_run(rows["b"], 1, ["running"], ending(now), run.pk, now)
+                ended_b.set()
+                proceed.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=end_b_and_hold_the_commit)
+    thread.start()
+    assert ended_b.wait(10)
+    results["c"] = statements.end_node_and_run(rows["c"], 1, ["running"], ending(now), run.pk, now)
+    proceed.set()
+    thread.join(10)
+    assert results == {"b": (True, False), "c": (True, False)}
+    assert Run.objects.get(pk=run.pk).state == "running"
+    assert statements.succeed_run_if_all_done(run.pk, now) is True  # the check after both commits
+
+
+def test_inserted_rows_are_what_the_orm_writes(run):
+    from django.utils import timezone
+
+    now = timezone.now()
+    made = [NodeRun(run=run, node_key=f"x{i}", state="ready", ready_at=now, handles=["out"]) for i in range(150)]
+    statements.insert(made)  # more rows than SQLite takes in one statement
+    by_orm = NodeRun.objects.create(run=run, node_key="orm", state="ready", ready_at=now, handles=["out"])
+    stored = {row.pk: row for row in NodeRun.objects.filter(run=run, node_key__startswith="x")}
+    assert [row.pk for row in made] == sorted(stored) and len(stored) == 150
+    assert all(not row._state.adding for row in made)
+    for field in NodeRun._meta.concrete_fields:
+        if field.name not in ("id", "node_key"):
+            assert getattr(stored[made[0].pk], field.attname) == getattr(by_orm, field.attname), field.name
+            assert getattr(made[-1], field.attname) == getattr(by_orm, field.attname), field.name
+
+
+def test_an_inserted_run_gets_its_defaults_and_creation_time(run):
+    copy = Run(pipeline=run.pipeline, version=run.version, spec=run.spec, created_by=run.created_by)
+    statements.insert([copy])
+    stored = Run.objects.get(pk=copy.pk)
+    assert (stored.state, stored.params, stored.trigger, stored.error) == ("pending", {}, "manual", "")
+    assert stored.spec == run.spec and stored.created_at == copy.created_at is not None
+
+
+def test_a_run_and_its_node_runs_are_inserted_together(run):
+    from django.utils import timezone
+
+    now = timezone.now()
+    copy = Run(pipeline=run.pipeline, version=run.version, spec=run.spec, params={"limit": 1}, state="running")
+    rows = [
+        NodeRun(run=copy, node_key=key, state=state, ready_at=now, output={"n": index} if index else None)
+        for index, (key, state) in enumerate([("a", "ready"), ("b", "pending"), ("c", "succeeded")])
+    ]
+    statements.insert_run(copy, rows)
+    stored = Run.objects.get(pk=copy.pk)
+    assert (stored.params, stored.state, stored.created_at) == ({"limit": 1}, "running", copy.created_at)
+    by_key = {row.node_key: row for row in NodeRun.objects.filter(run=copy)}
+    assert {key: row.pk for key, row in by_key.items()} == {row.node_key: row.pk for row in rows}
+    assert [(by_key[r.node_key].state, by_key[r.node_key].output, by_key[r.node_key].ready_at) for r in rows] == [
+        ("ready", None, now),
+        ("pending", {"n": 1}, now),
+        ("succeeded", {"n": 2}, now),
+    ]
+    assert all(row.run_id == copy.pk and not row._state.adding for row in rows)
+    assert by_key["a"].attempt == 1 and by_key["a"].iteration == "" and by_key["a"].heartbeat_at is None

@@ -39,3 +39,20 @@ def test_concurrent_runs_with_joins_execute_every_node_exactly_once(engine, alic
     assert set(executions) == expected
     assert max(executions.values()) == 1
     assert not NodeRun.objects.filter(run__in=runs).exclude(state="succeeded").exists()
+
+
+def test_runs_whose_last_nodes_end_together_each_end_once(engine, alice, engine_logs):
+    """Eight nodes with nothing downstream end in one run, on four worker processes: each
+    node's end is one statement with the run's check (runtime.succeed); the ends that overlap
+    see each other still running, and the check after their commits ends the run."""
+    width = 8
+    pipeline = create_pipeline(alice, {"name": "sinks", "nodes": [step(f"s{i}") for i in range(width)], "edges": []})
+    extra = workers.start_worker(engine_logs, name="extra-worker", concurrency=2)
+    try:
+        runs = [start_run(pipeline, user=alice) for _ in range(30)]
+        for run in runs:
+            wait_for_run(run, timeout=90)  # beat is not running: no sweeper ends a stuck run
+    finally:
+        extra.stop()
+    assert {run.state for run in runs} == {"succeeded"}
+    assert not NodeRun.objects.filter(run__in=runs).exclude(state="succeeded").exists()
