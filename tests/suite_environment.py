@@ -25,6 +25,14 @@ if not os.environ.get("REDIS_URL"):
     os.environ["REDIS_URL"] = _redis.url
     atexit.register(_redis.stop)
 
+# Files (artifacts, dataset versions) in a folder of the suite's own: run ids start again at
+# 1 in every test database, so files an earlier suite left in var/media would be taken for
+# the new runs' (`make test` twice in a row failed the "leaves nothing" tests).
+if not os.environ.get("DATAMATE_STORAGE_ROOT"):
+    _media = tempfile.mkdtemp(prefix="datamate-test-media-")
+    os.environ["DATAMATE_STORAGE_ROOT"] = _media
+    atexit.register(shutil.rmtree, _media, True)
+
 # Data Collection in the worker processes: the tests' HTTP servers listen on 127.0.0.1 (any
 # other private address stays refused), and SQL sources are a SQLite file in a private folder
 # and the local PostgreSQL (tests/engine/test_collection.py).
