@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import BatchPublishError
 
 from nodes.execution import NodeResult
 from pipelines.engine import events, statements
@@ -150,19 +151,33 @@ def write_log(node_run: NodeRun, message: str, level: str = "info") -> None:
 
 def enqueue(node_run_ids: Iterable[int], countdown: float | None = None, run: Run | None = None) -> None:
     """Send the node runs to the workers; with their `run`, the messages carry what a worker
-    needs of it (see run_for)."""
+    needs of it (see run_for). Several messages go to Redis in one round trip (kombu's publish
+    batch); should that fail, each is sent again with Celery's retries: a duplicate claims nothing."""
     from pipelines.tasks import execute_node
 
+    ids = list(node_run_ids)
     args = () if run is None else (run_message(run),)
+
+    def send(node_run_id: int, producer) -> None:
+        execute_node.apply_async(
+            (node_run_id, *args),
+            countdown=countdown,
+            task_id=task_id(node_run_id),
+            argsrepr=f"({node_run_id},)",  # Celery's repr of the run part cost more than the send
+            producer=producer,
+        )
+
     with execute_node.app.producer_or_acquire() as producer:
-        for node_run_id in node_run_ids:
-            execute_node.apply_async(
-                (node_run_id, *args),
-                countdown=countdown,
-                task_id=task_id(node_run_id),
-                argsrepr=f"({node_run_id},)",  # Celery's repr of the run part cost more than the send
-                producer=producer,
-            )
+        if len(ids) > 1:
+            try:
+                with producer.batch():
+                    for node_run_id in ids:
+                        send(node_run_id, producer)
+                return
+            except BatchPublishError:
+                logger.warning("a batch of %d node runs may not have been sent; sending each again", len(ids))
+        for node_run_id in ids:
+            send(node_run_id, producer)
 
 
 # --- advancing ----------------------------------------------------------------------

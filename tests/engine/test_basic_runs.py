@@ -124,3 +124,28 @@ def test_parameters_are_checked_before_anything_is_written(engine, alice):
         {"field": "params.corpus", "message": "no dataset named 'nowhere'"},
     ]
     assert not pipeline.runs.exists()
+
+
+def test_roots_whose_batch_send_failed_are_sent_again_and_run_once(engine, alice, tmp_path, monkeypatch):
+    """start_run sends its four roots in one batch; when kombu reports the batch's delivery
+    uncertain (here: after it was delivered), each is sent again, and the duplicates that
+    reach the worker claim nothing."""
+    from kombu.exceptions import BatchPublishError
+    from kombu.transport import redis as kombu_redis
+
+    real_flush, failures = kombu_redis.PublishBatch.flush, []
+
+    def flush_then_fail_once(batch):
+        real_flush(batch)
+        if not failures:
+            failures.append(batch)
+            raise BatchPublishError("Redis publish batch failed; delivery is uncertain")
+
+    monkeypatch.setattr(kombu_redis.PublishBatch, "flush", flush_then_fail_once)
+    marker = tmp_path / "marks.txt"
+    doc = {"name": "roots", "nodes": [step(f"r{i}", marker_file=str(marker)) for i in range(4)], "edges": []}
+    run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    assert failures, "the batch was not used"
+    assert run.state == "succeeded", run.error
+    executed = sorted(line.split("|")[1] for line in marker.read_text().splitlines())
+    assert executed == ["r0", "r1", "r2", "r3"]
