@@ -408,8 +408,8 @@ def _check_filter(name: str, value: Any, args: tuple, kwargs: dict) -> Any:
     elif name == "tojson":
         indent = _positional(args, kwargs, 0, "indent")
         pad = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
+        size = weight(value)  # raises past MAX_SIZE, indented or not
         if pad > 0:
-            size = weight(value)
             _json_indentation(value, pad, BoundedSandbox.MAX_SIZE - size)
     elif name not in _STRUCTURAL_FILTERS:
         weight(value)  # it writes its input out as text

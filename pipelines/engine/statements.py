@@ -75,87 +75,88 @@ class _Reader:
 # --- creating rows ---------------------------------------------------------------------
 
 
+def _placeholders(fields: tuple[models.Field, ...]) -> str:
+    return f"({', '.join(['%s'] * len(fields))})"
+
+
+def _prepared(instances: list[models.Model], fields: tuple[models.Field, ...], connection) -> list[Any]:
+    """The instances' values of `fields` as bulk_create writes them (defaults, auto_now_add)."""
+    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for instance in instances for f in fields]
+
+
+def _stored(instances: list[models.Model], connection) -> None:
+    for instance in instances:
+        instance._state.adding, instance._state.db = False, connection.alias
+
+
 @functools.lru_cache(maxsize=256)
 def _insert(vendor: str, model: type[models.Model], rows: int) -> tuple[str, tuple[models.Field, ...]]:
     fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
-    row = f"({', '.join(['%s'] * len(fields))})"
     columns = ", ".join(_quote(f.column) for f in fields)
-    pk = _quote(model._meta.pk.column)
-    return f"INSERT INTO {_table(model)} ({columns}) VALUES {', '.join([row] * rows)} RETURNING {pk}", fields
+    values = ", ".join([_placeholders(fields)] * rows)
+    return f"INSERT INTO {_table(model)} ({columns}) VALUES {values} RETURNING {_quote(model._meta.pk.column)}", fields
 
 
 def insert(instances: list[models.Model]) -> None:
-    """Insert new instances of one model and set their primary keys, as bulk_create does
-    (defaults and auto_now_add applied, values prepared by their fields), in batches the
-    database accepts."""
+    """Insert new instances of one model and set their primary keys, as bulk_create does,
+    in batches the database accepts."""
     if not instances:
         return
     connection = _connection()
     model = type(instances[0])
-    fields = _insert(connection.vendor, model, 1)[1]
-    batch_size = connection.ops.bulk_batch_size(fields, instances)
+    batch_size = connection.ops.bulk_batch_size(_insert(connection.vendor, model, 1)[1], instances)
     with connection.cursor() as cursor:
         for start in range(0, len(instances), batch_size):
             batch = instances[start : start + batch_size]
             sql, fields = _insert(connection.vendor, model, len(batch))
-            cursor.execute(
-                sql,
-                [f.get_db_prep_save(f.pre_save(instance, True), connection) for instance in batch for f in fields],
-            )
+            cursor.execute(sql, _prepared(batch, fields, connection))
             for instance, (pk,) in zip(batch, cursor.fetchall(), strict=True):
                 instance.pk = pk
-                instance._state.adding, instance._state.db = False, connection.alias
+    _stored(instances, connection)
 
 
 @functools.lru_cache(maxsize=256)
 def _insert_run_and_node_runs(vendor: str, rows: int) -> tuple[str, tuple[models.Field, ...], tuple[models.Field, ...]]:
     """PostgreSQL: a run and its node runs in one statement (a data-modifying CTE). Each
-    VALUES column is cast to its field's type, which a NULL or a bare string literal lacks."""
+    VALUES column is cast to its field's type, which a NULL or a bare string literal lacks.
+    A run has at most documents.MAX_NODES node runs: far below PostgreSQL's 65,535 parameters."""
     run_sql, run_fields = _insert(vendor, Run, 1)
     connection = _connection()
+    run_column = _quote(NodeRun._meta.get_field("run").column)
     fields = tuple(f for f in NodeRun._meta.concrete_fields if not f.primary_key and f.name != "run")
     names = [f"c{index}" for index in range(len(fields))]
     casts = ", ".join(f"CAST(v.{name} AS {f.cast_db_type(connection)})" for name, f in zip(names, fields, strict=True))
-    row = f"({', '.join(['%s'] * len(fields))})"
-    columns = ", ".join(_quote(f.column) for f in (NodeRun._meta.get_field("run"), *fields))
+    columns = ", ".join([run_column, *(_quote(f.column) for f in fields)])
     sql = (
         f"WITH new_run AS ({run_sql}) "
         f"INSERT INTO {_table(NodeRun)} ({columns}) SELECT new_run.id, {casts} "
-        f"FROM new_run CROSS JOIN (VALUES {', '.join([row] * rows)}) AS v({', '.join(names)}) "
-        f"RETURNING {_quote(NodeRun._meta.get_field('run').column)}, id, {_quote('node_key')}, {_quote('iteration')}"
+        f"FROM new_run CROSS JOIN (VALUES {', '.join([_placeholders(fields)] * rows)}) AS v({', '.join(names)}) "
+        f"RETURNING {run_column}, id, {_quote('node_key')}, {_quote('iteration')}"
     )
     return sql, run_fields, fields
-
-
-#: Parameters one PostgreSQL statement takes at most.
-_MAX_PARAMETERS = 65535
 
 
 def insert_run(run: Run, node_runs: list[NodeRun]) -> None:
     """Insert a new run and its node runs (as `insert` does), in one statement on PostgreSQL
     and in one transaction otherwise: starting a run is on the path of every run's latency."""
     connection = _connection()
-    if connection.vendor == "postgresql" and node_runs:
-        sql, run_fields, fields = _insert_run_and_node_runs(connection.vendor, len(node_runs))
-        if len(run_fields) + len(fields) * len(node_runs) <= _MAX_PARAMETERS:
-            params = [f.get_db_prep_save(f.pre_save(run, True), connection) for f in run_fields]
-            params += [f.get_db_prep_save(f.pre_save(row, True), connection) for row in node_runs for f in fields]
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                returned = cursor.fetchall()
-            # RETURNING's order is not promised: rows are matched by their unique key.
-            ids = {(key, iteration): pk for _, pk, key, iteration in returned}
-            run.pk = returned[0][0]
+    if connection.vendor != "postgresql" or not node_runs:  # (the CTE needs a node run to return the run's id)
+        with transaction.atomic():
+            insert([run])
             for row in node_runs:
-                row.run, row.pk = run, ids[(row.node_key, row.iteration)]
-            for instance in (run, *node_runs):
-                instance._state.adding, instance._state.db = False, connection.alias
-            return
-    with transaction.atomic():
-        insert([run])
-        for row in node_runs:
-            row.run = run  # the run's id, now that it has one
-        insert(node_runs)
+                row.run = run  # the run's id, now that it has one
+            insert(node_runs)
+        return
+    sql, run_fields, fields = _insert_run_and_node_runs(connection.vendor, len(node_runs))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prepared([run], run_fields, connection) + _prepared(node_runs, fields, connection))
+        returned = cursor.fetchall()
+    # RETURNING's order is not promised: rows are matched by their unique key.
+    ids = {(key, iteration): pk for _, pk, key, iteration in returned}
+    run.pk = returned[0][0]
+    for row in node_runs:
+        row.run, row.pk = run, ids[(row.node_key, row.iteration)]
+    _stored([run, *node_runs], connection)
 
 
 # --- claiming a node run ---------------------------------------------------------------

@@ -412,3 +412,5 @@ def test_indented_json_is_measured_before_it_is_written(value, pad):
     deep = {"x": [[[[[[[[[[list(range(5000))]]]]]]]]]]}
     with pytest.raises(ExpressionError, match="the JSON text would be too large"):
         render("{{ x|tojson(100) }}", deep)  # 5,000 lines indented 1,100 deep: 5.5 M characters
+    with pytest.raises(ExpressionError, match="would be too large"):
+        render("{{ x|tojson }}", {"x": ["a" * 1000] * 6000})  # not indented: its weight alone
