@@ -89,6 +89,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not :memory:, so worker and server subprocesses of the tests share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Lets psycopg prepare a statement on its second use on a connection. Only cursors that
+    # bind on the server use it: the engine's (pipelines/engine/statements.py), not the ORM's.
+    # Behind PgBouncer in transaction mode, that needs PgBouncer 1.21+ (max_prepared_statements).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1)
 # Keep connections open between requests and tasks (checked before reuse): opening one
 # costs more than a whole fast node on PostgreSQL.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
@@ -100,6 +105,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="") or read_embedded_redis_url(VAR_DIR)
 
 CELERY_BROKER_URL = REDIS_URL or "redis://127.0.0.1:6379/0"
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "datamate.broker:Transport"  # kombu's, minus a client per message
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -265,3 +265,26 @@ def test_a_run_and_its_node_runs_are_inserted_together(run):
     ]
     assert all(row.run_id == copy.pk and not row._state.adding for row in rows)
     assert by_key["a"].attempt == 1 and by_key["a"].iteration == "" and by_key["a"].heartbeat_at is None
+
+
+def test_postgresql_prepares_the_engine_statements_once_used_twice_and_never_the_orms(run):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+
+    def prepared() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [statement for (statement,) in cursor.fetchall()]
+
+    def scope_statements() -> list[str]:
+        return [s for s in prepared() if "pipelines_noderun" in s and "node_key" in s and "IN ($3, $4)" in s]
+
+    assert statements.scope_states(run.pk, "", {"a", "b"}).keys() == {"a", "b"}
+    assert scope_statements() == []  # used once: not worth preparing
+    for _ in range(3):
+        assert statements.scope_states(run.pk, "", {"a", "b"}).keys() == {"a", "b"}
+        assert NodeRun.objects.filter(run=run, node_key__in=["a", "b"]).count() == 2
+    assert len(scope_statements()) == 1
+    assert not [s for s in prepared() if "COUNT(" in s.upper()]  # the ORM's query, run as often
