@@ -400,6 +400,17 @@ def cancel_run(run: Run) -> bool:
     if not Run.objects.filter(pk=run.pk, state__in=RunState.ACTIVE).update(state=RunState.CANCELLED, finished_at=now):
         return False
     run.state, run.finished_at = RunState.CANCELLED, now
+    _cancel_node_runs(run, now)
+    for child in Run.objects.filter(parent_node_run__run_id=run.pk, state__in=RunState.ACTIVE):
+        cancel_run(child)
+    if run.parent_node_run_id:  # a child cancelled on its own: its Sub-pipeline node must not wait forever
+        from pipelines.engine import subruns
+
+        subruns.child_finished(run)
+    return True
+
+
+def _cancel_node_runs(run: Run, now) -> None:
     unfinished = list(NodeRun.objects.filter(run_id=run.pk, state__in=NodeState.UNFINISHED))
     NodeRun.objects.filter(pk__in=[nr.pk for nr in unfinished]).update(
         state=NodeState.CANCELLED, finished_at=now, heartbeat_at=None
@@ -420,13 +431,23 @@ def cancel_run(run: Run) -> bool:
             app.control.revoke(queued)
 
     transaction.on_commit(announce)
-    for child in Run.objects.filter(parent_node_run__run_id=run.pk, state__in=RunState.ACTIVE):
-        cancel_run(child)
-    if run.parent_node_run_id:  # a child cancelled on its own: its Sub-pipeline node must not wait forever
-        from pipelines.engine import subruns
 
-        subruns.child_finished(run)
-    return True
+
+def cancel_leftovers(node_run_id: int) -> None:
+    """Cancel what a cancel could not see, once a worker finds it: a node run still ready in a
+    cancelled run (a Loop iteration written just after the cancel read the run's node runs),
+    or a run that a Sub-pipeline node started just after its own run was cancelled. The claim
+    refuses both (statements.claim_node_run); this ends them with the rest of their run."""
+    node_run = (
+        NodeRun.objects.select_related("run__parent_node_run").filter(pk=node_run_id, state=NodeState.READY).first()
+    )
+    if node_run is None:  # a duplicate delivery
+        return
+    run = node_run.run
+    if run.state == RunState.CANCELLED:
+        _cancel_node_runs(run, timezone.now())
+    elif run.parent_node_run is not None and run.parent_node_run.state == NodeState.CANCELLED:
+        cancel_run(run)
 
 
 def task_id(node_run_id: int) -> str:

@@ -183,21 +183,31 @@ def insert_run(run: Run, node_runs: list[NodeRun]) -> None:
 
 @functools.cache
 def _claim(vendor: str) -> tuple[str, _Reader]:
+    """Parameters: running, started_at, heartbeat_at, node-run id, ready, cancelled, cancelled."""
     reader = _Reader.of(NodeRun, list(NodeRun._meta.concrete_fields))
+    node_run, run = _table(NodeRun), _table(Run)
+    column = {name: _quote(NodeRun._meta.get_field(name).column) for name in ("run", "state")}
+    parent = _quote(Run._meta.get_field("parent_node_run").column)
     sql = (
-        f"UPDATE {_table(NodeRun)} SET state = %s, started_at = %s, heartbeat_at = %s "
-        f"WHERE id = %s AND state = %s RETURNING {reader.columns()}"
+        f"UPDATE {node_run} SET state = %s, started_at = %s, heartbeat_at = %s "
+        f"WHERE id = %s AND state = %s AND NOT EXISTS ("
+        f"SELECT 1 FROM {run} r LEFT JOIN {node_run} p ON p.id = r.{parent} "
+        f"WHERE r.id = {node_run}.{column['run']} AND (r.state = %s OR p.{column['state']} = %s)) "
+        f"RETURNING {reader.columns()}"
     )
     return sql, reader
 
 
 def claim_node_run(node_run_id: int, now) -> NodeRun | None:
-    """`ready → running`, returning the row in the same statement; None if it was not ready."""
+    """`ready → running`, returning the row in the same statement; None if it was not ready,
+    or if its run, or the Sub-pipeline node run that started its run, was cancelled (rows
+    written just after a cancel read what it had to cancel: runtime.cancel_leftovers)."""
     connection = _connection()
     sql, reader = _claim(connection.vendor)
     stamp = connection.ops.adapt_datetimefield_value(now)
+    params = [NodeState.RUNNING, stamp, stamp, node_run_id, NodeState.READY, RunState.CANCELLED, NodeState.CANCELLED]
     with _cursor() as cursor:
-        cursor.execute(sql, [NodeState.RUNNING, stamp, stamp, node_run_id, NodeState.READY])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     return None if row is None else reader.instance(row)
 
