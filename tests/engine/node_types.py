@@ -2,11 +2,27 @@
 as the test's config says. Registered in the test process and its worker processes
 through DATAMATE_NODE_TYPE_MODULES (see tests/suite_environment.py)."""
 
+import os
 from pathlib import Path
 import time
 
 from nodes.execution import NodeFailed, NodeResult
 from nodes.registry import NodeType, register
+
+#: The environment variable TestStep's executor_version is read from, at import.
+EXECUTOR_VERSION_ENV = "DATAMATE_TEST_STEP_EXECUTOR_VERSION"
+
+
+def wait_for_file(ctx, path: Path, timeout: float = 60) -> None:
+    """Keep the node running until the test creates `path`, so a test can look at it
+    mid-run. ctx.progress raises if the run is cancelled; the timeout frees the worker
+    should a test never release it."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise NodeFailed(f"{path} did not appear within {timeout} s")
+        ctx.progress(None)
+        time.sleep(0.02)
 
 
 @register
@@ -15,6 +31,8 @@ class TestStep(NodeType):
     category = "data"
     label = "Test step"
     description = "Engine test double: configurable sleep, failures, logs, progress and markers."
+    #: Set in a worker's environment to deploy a "new executor" (tests/engine/test_cache_scope.py).
+    executor_version = os.environ.get(EXECUTOR_VERSION_ENV, "1")
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -25,6 +43,7 @@ class TestStep(NodeType):
             "marker_file": {"type": "string"},
             "log": {"type": "string"},
             "progress_steps": {"type": "integer", "minimum": 0},
+            "wait_for_file": {"type": "string"},
             "value": {},
             "handles": {"type": "array", "items": {"type": "string"}},
         },
@@ -45,6 +64,8 @@ class TestStep(NodeType):
             ctx.progress((step + 1) / steps, records_out=step + 1)
         if not steps and config.get("sleep"):
             time.sleep(config["sleep"])
+        if config.get("wait_for_file"):
+            wait_for_file(ctx, Path(config["wait_for_file"]))
         if config.get("fail_always") or ctx.attempt <= config.get("fail_times", 0):
             raise NodeFailed(f"planned failure on attempt {ctx.attempt}")
         if config.get("marker_file"):

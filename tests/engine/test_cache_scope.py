@@ -7,6 +7,7 @@ from nodes.saved_tasks import create_saved_task, update_saved_task
 from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun
 from tests.engine.conftest import all_records, make_dataset, node, wait_for_run
+from tests.engine.node_types import EXECUTOR_VERSION_ENV
 from tests.factories import create_pipeline, edge
 
 pytestmark = pytest.mark.slow
@@ -48,6 +49,29 @@ def test_a_new_dataset_version_is_not_served_from_the_cache(engine, alice):
     services.write_version(dataset, [[{"text": "second"}]], source="test")
     fresh = run_of(alice, reader())["read"]
     assert (fresh.state, texts(fresh)) == ("succeeded", ["second"])
+
+
+def test_a_new_executor_version_is_not_served_from_the_cache(engine, alice, processes, monkeypatch, tmp_path):
+    """Workers restarted with a node type whose executor_version was bumped execute it again:
+    an older executor's result is never reused."""
+    marker = tmp_path / "marks.txt"
+    document = {"name": "step", "nodes": [node("step", "test_step", settings=CACHED, marker_file=str(marker))]}
+
+    def restart_worker():
+        processes.worker.stop()
+        processes.start_worker()
+
+    assert run_of(alice, document)["step"].state == "succeeded"
+    assert run_of(alice, document)["step"].state == "cached"
+    monkeypatch.setenv(EXECUTOR_VERSION_ENV, "2")
+    restart_worker()
+    try:
+        assert run_of(alice, document)["step"].state == "succeeded"
+        assert run_of(alice, document)["step"].state == "cached"  # the new executor's result, now
+    finally:
+        monkeypatch.delenv(EXECUTOR_VERSION_ENV)
+        restart_worker()
+    assert len(marker.read_text().splitlines()) == 2
 
 
 def test_a_saved_cleaning_task_runs_and_an_edit_to_it_is_not_served_from_the_cache(engine, alice):

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 
-from pipelines.models import Run
+from pipelines.engine.runtime import cancel_run
+from pipelines.models import NodeRun, Run
 from tests.engine.conftest import wait_for_run
 from tests.engine.workers import ROOT, process_env
 from tests.factories import create_pipeline
+from tests.waiting import wait_until
 
 
 def step(key, **config):
@@ -128,6 +130,34 @@ def test_wait_timeout_exits_4(engine, alice):
     from pipelines.engine.runtime import cancel_run
 
     cancel_run(Run.objects.get())
+
+
+def test_wait_exits_3_when_the_run_is_cancelled(engine, alice):
+    pipeline = create_pipeline(
+        alice, {"name": "blocking", "nodes": [step("block", progress_steps=100, sleep=20), step("after")],
+                "edges": [edge("block", "after")]},
+    )  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_pipeline", str(pipeline.pk), "--wait"],
+        cwd=ROOT,
+        env=process_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: NodeRun.objects.filter(node_key="block", progress__gt=0).exists(), what="the blocking node")
+        assert process.poll() is None  # still waiting on the run
+        run = Run.objects.get()
+        assert cancel_run(run) is True
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 3, stdout + stderr
+    assert stdout.splitlines()[-1].startswith(f"run {run.pk} cancelled")
+    assert wait_for_run(run).state == "cancelled"
 
 
 def test_on_a_terminal_the_display_is_redrawn_in_place(engine, alice):

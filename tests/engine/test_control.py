@@ -1,5 +1,6 @@
 """Retries, timeouts, failure routing, waits, cancel, re-run, duplicate delivery."""
 
+from datetime import timedelta
 import time
 
 from django.utils import timezone
@@ -22,20 +23,28 @@ def test_retries_with_exponential_backoff(engine, alice):
     doc = {
         "name": "retry",
         "nodes": [
-            {**step("flaky", fail_times=2), "settings": {"retries": 3, "retry_backoff_seconds": 0.2}},
+            {**step("flaky", fail_times=2, log="attempt starts"),
+             "settings": {"retries": 3, "retry_backoff_seconds": 0.2}},
             step("after"),
         ],
         "edges": [edge("flaky", "after")],
-    }
+    }  # fmt: skip
     run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
     assert run.state == "succeeded"
     flaky = NodeRun.objects.get(run=run, node_key="flaky")
     assert flaky.attempt == 3 and flaky.output["attempt"] == 3
-    logs = list(NodeRunLog.objects.filter(node_run=flaky).values_list("message", flat=True))
-    assert logs == [
+    logs = list(NodeRunLog.objects.filter(node_run=flaky).values_list("message", "created_at"))
+    assert [message for message, _ in logs] == [
+        "attempt starts",
         "attempt 1 failed: planned failure on attempt 1; retrying in 0.2 s",
+        "attempt starts",
         "attempt 2 failed: planned failure on attempt 2; retrying in 0.4 s",
+        "attempt starts",
     ]
+    # Each attempt started no earlier than its backoff after the failure before it (20 ms for clocks).
+    for failed, retried, backoff in ((1, 2, 0.2), (3, 4, 0.4)):
+        assert (logs[retried][1] - logs[failed][1]).total_seconds() >= backoff - 0.02, logs
+    assert (flaky.started_at - logs[3][1]).total_seconds() >= 0.4 - 0.02  # attempt 3's claim, as stored
 
 
 def test_retries_exhausted_fail_the_run_and_skip_downstream(engine, alice):
@@ -116,6 +125,32 @@ def test_wait_holds_no_worker(engine, alice):
     for i in (1, 2):
         waited = NodeRun.objects.get(run=run, node_key=f"wait{i}")
         assert (waited.finished_at - waited.started_at).total_seconds() >= 6
+
+
+def test_wait_until_a_time_resumes_then_and_holds_no_worker(engine, alice):
+    """Two waits `until` a moment 2 s ahead and six quick steps on a worker with two
+    processes: the steps finish while both waits wait, and nothing after a wait starts
+    before that moment."""
+    until = timezone.now() + timedelta(seconds=2)
+    doc = {
+        "name": "waits until",
+        "nodes": [{"key": f"wait{i}", "type": "wait", "config": {"until": until.isoformat()}} for i in (1, 2)]
+        + [step(f"quick{i}") for i in range(6)]
+        + [step("after1"), step("after2")],
+        "edges": [edge("wait1", "after1"), edge("wait2", "after2")],
+    }
+    run = start_run(create_pipeline(alice, doc), user=alice)
+    wanted = {**{f"quick{i}": "succeeded" for i in range(6)}, "wait1": "waiting", "wait2": "waiting"}
+    wait_until(lambda: wanted.items() <= node_states(run).items(), timeout=1.5, what="quick steps while both wait")
+    assert timezone.now() < until
+    run = wait_for_run(run)
+    assert run.state == "succeeded"
+    assert run.finished_at >= until
+    for i in (1, 2):
+        waited = NodeRun.objects.get(run=run, node_key=f"wait{i}")
+        assert waited.resume_at == until and waited.output["waited_until"] == until.isoformat()
+        assert waited.started_at < until <= waited.finished_at
+        assert NodeRun.objects.get(run=run, node_key=f"after{i}").started_at >= until
 
 
 def test_wait_survives_a_restart_of_every_process(engine, alice, processes):

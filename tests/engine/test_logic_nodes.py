@@ -1,5 +1,6 @@
 """Loops in every mode, waits, sub-pipelines and parallel branches on real workers."""
 
+from pipelines import services
 from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun
 from tests.engine.conftest import node_states, outputs, wait_for_run
@@ -142,6 +143,32 @@ def test_sub_pipeline_runs_as_a_child_and_returns_its_outputs(engine, alice):
     assert (child_run.trigger, child_run.state, child_run.params) == ("subpipeline", "succeeded", {"word": "hi"})
     assert child_run.parent_node_run.run_id == run.pk
     assert outputs(run)["use"]["value"] == "HI"
+
+
+def test_sub_pipeline_pinned_to_a_version_runs_that_version(engine, alice):
+    child = create_pipeline(alice, {"name": "child", "nodes": [step("emit", value="from v1")]})
+    services.save_graph(child, {"name": "child", "nodes": [step("emit", value="from v2")]}, author=alice)
+    assert child.version == 2
+    parent = create_pipeline(
+        alice,
+        {
+            "name": "parent",
+            "nodes": [
+                {"key": "pinned", "type": "subpipeline", "config": {"pipeline": child.pk, "version": 1}},
+                {"key": "latest", "type": "subpipeline", "config": {"pipeline": child.pk, "version": "latest"}},
+            ],
+        },
+    )
+    run = wait_for_run(start_run(parent, user=alice))
+    assert run.state == "succeeded", run.error
+    children = {row.parent_node_run.node_key: row for row in child.runs.select_related("parent_node_run")}
+    assert {key: (row.version, row.state) for key, row in children.items()} == {
+        "pinned": (1, "succeeded"),
+        "latest": (2, "succeeded"),
+    }
+    assert outputs(run)["pinned"]["run"] == children["pinned"].pk
+    assert outputs(run)["pinned"]["outputs"]["emit"]["value"] == "from v1"
+    assert outputs(run)["latest"]["outputs"]["emit"]["value"] == "from v2"
 
 
 def test_sub_pipeline_child_failure_fails_the_node(engine, alice):
