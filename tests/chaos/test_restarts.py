@@ -273,6 +273,48 @@ def test_runs_finish_when_the_web_server_is_killed_mid_run(stack, alice, tmp_pat
         assert_snapshot_shows_the_end(stack, run_id, cookie)
 
 
+# --- every process --------------------------------------------------------------------------
+
+
+def test_a_wait_survives_a_kill_9_of_every_process(stack, alice, tmp_path):
+    """Redis (the embedded one keeps nothing: the timer's delayed message is gone with it),
+    the web server, beat and the worker are all killed while a Wait is pending. Started again
+    after the timer fell due, the sweeper resumes it from the database alone, and the run
+    ends with each node executed once."""
+    marker = tmp_path / "effects.txt"
+    effect = {"marker_file": str(marker)}
+    document = {
+        "name": "durable wait",
+        "nodes": [
+            {"key": "before", "type": "test_step", "config": effect},
+            {"key": "pause", "type": "wait", "config": {"duration_seconds": 2}},
+            {"key": "after", "type": "test_step", "config": effect},
+        ],
+        "edges": [
+            {"source": "before", "source_handle": "out", "target": "pause"},
+            {"source": "pause", "source_handle": "out", "target": "after"},
+        ],
+    }
+    [run_id] = start_runs(stack, alice, create_pipeline(alice, document), 1)
+    pause = NodeRun.objects.filter(run_id=run_id, node_key="pause")
+    wait_until(lambda: pause.get().state == NodeState.WAITING, 30, "the wait to start")
+    for process in (stack.web, stack.beat, stack.worker):
+        stack.kill9(process)
+    stack.redis.kill()
+    time.sleep(2.5)  # the timer falls due while nothing runs
+    assert pause.get().state == NodeState.WAITING
+
+    stack.redis.start()
+    stack.start()
+    wait_until(lambda: all_finished([run_id]), FINISH_TIMEOUT, "the run to finish")
+    assert Run.objects.get(pk=run_id).state == RunState.SUCCEEDED
+    assert dict(NodeRun.objects.filter(run_id=run_id).values_list("node_key", "state")) == dict.fromkeys(
+        ("before", "pause", "after"), NodeState.SUCCEEDED
+    )
+    effects = Counter(tuple(line.split("|")[:2]) for line in marker.read_text().splitlines())
+    assert effects == {(str(run_id), "before"): 1, (str(run_id), "after"): 1}
+
+
 # --- beat ------------------------------------------------------------------------------------
 
 
