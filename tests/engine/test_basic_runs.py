@@ -4,10 +4,12 @@ import itertools
 
 import pytest
 
+from pipelines import services
 from pipelines.engine.runs import ParamsInvalid, start_run
 from pipelines.models import NodeRun
 from tests.engine.conftest import node_states, outputs, wait_for_run
 from tests.factories import create_pipeline
+from tests.waiting import wait_until
 
 
 def step(key, **config):
@@ -149,3 +151,25 @@ def test_roots_whose_batch_send_failed_are_sent_again_and_run_once(engine, alice
     assert run.state == "succeeded", run.error
     executed = sorted(line.split("|")[1] for line in marker.read_text().splitlines())
     assert executed == ["r0", "r1", "r2", "r3"]
+
+
+def test_a_run_keeps_the_version_it_started_with_while_the_pipeline_is_edited(engine, alice, tmp_path):
+    gate = tmp_path / "gate"
+    first = {
+        "name": "edited",
+        "nodes": [step("hold", wait_for_file=str(gate)), step("emit", value="as started")],
+        "edges": [edge("hold", "emit")],
+    }
+    pipeline = create_pipeline(alice, first)
+    run = start_run(pipeline, user=alice)
+    holding = NodeRun.objects.filter(run=run, node_key="hold", state="running")
+    wait_until(holding.exists, what="the first node to run")
+    edited = {**first, "nodes": [step("hold"), step("emit", value="edited"), step("added")]}
+    services.save_graph(pipeline, edited, author=alice)
+    gate.touch()
+
+    run = wait_for_run(run)
+    assert run.state == "succeeded" and run.version == 1
+    assert outputs(run)["emit"]["value"] == "as started"
+    assert set(node_states(run)) == {"hold", "emit"}  # not the node added meanwhile
+    assert wait_for_run(start_run(pipeline, user=alice)).version == 2
