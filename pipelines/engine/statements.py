@@ -31,7 +31,7 @@ def _connection():
 def _cursor():
     """A cursor for these statements. On PostgreSQL it binds parameters on the server, so
     psycopg prepares each statement on its second use (settings: `prepare_threshold`) and the
-    server parses and plans it once per connection: a one-node run took 1.7 ms less (W3 of
+    server parses and plans it once per connection: a one-node run took 1-2 ms less (W3 of
     bench/engine_overhead.py). The ORM's cursors bind on the client and are never prepared."""
     connection = _connection()
     if connection.vendor != "postgresql":
@@ -186,13 +186,13 @@ def _claim(vendor: str) -> tuple[str, _Reader]:
     """Parameters: running, started_at, heartbeat_at, node-run id, ready, cancelled, cancelled."""
     reader = _Reader.of(NodeRun, list(NodeRun._meta.concrete_fields))
     node_run, run = _table(NodeRun), _table(Run)
-    column = {name: _quote(NodeRun._meta.get_field(name).column) for name in ("run", "state")}
+    run_column = _quote(NodeRun._meta.get_field("run").column)
     parent = _quote(Run._meta.get_field("parent_node_run").column)
     sql = (
         f"UPDATE {node_run} SET state = %s, started_at = %s, heartbeat_at = %s "
         f"WHERE id = %s AND state = %s AND NOT EXISTS ("
         f"SELECT 1 FROM {run} r LEFT JOIN {node_run} p ON p.id = r.{parent} "
-        f"WHERE r.id = {node_run}.{column['run']} AND (r.state = %s OR p.{column['state']} = %s)) "
+        f"WHERE r.id = {node_run}.{run_column} AND (r.state = %s OR p.state = %s)) "
         f"RETURNING {reader.columns()}"
     )
     return sql, reader
