@@ -128,10 +128,10 @@ def test_wait_holds_no_worker(engine, alice):
 
 
 def test_wait_until_a_time_resumes_then_and_holds_no_worker(engine, alice):
-    """Two waits `until` a moment 2 s ahead and six quick steps on a worker with two
+    """Two waits `until` a moment 4 s ahead and six quick steps on a worker with two
     processes: the steps finish while both waits wait, and nothing after a wait starts
     before that moment."""
-    until = timezone.now() + timedelta(seconds=2)
+    until = timezone.now() + timedelta(seconds=4)
     doc = {
         "name": "waits until",
         "nodes": [{"key": f"wait{i}", "type": "wait", "config": {"until": until.isoformat()}} for i in (1, 2)]
@@ -141,7 +141,7 @@ def test_wait_until_a_time_resumes_then_and_holds_no_worker(engine, alice):
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
     wanted = {**{f"quick{i}": "succeeded" for i in range(6)}, "wait1": "waiting", "wait2": "waiting"}
-    wait_until(lambda: wanted.items() <= node_states(run).items(), timeout=1.5, what="quick steps while both wait")
+    wait_until(lambda: wanted.items() <= node_states(run).items(), timeout=3.5, what="quick steps while both wait")
     assert timezone.now() < until
     run = wait_for_run(run)
     assert run.state == "succeeded"
