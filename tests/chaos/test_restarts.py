@@ -36,6 +36,7 @@ from tests.chaos.restart_support import (
     fires_logged,
     snapshot,
 )
+from tests.engine.test_basic_runs import edge, step
 from tests.engine.test_live import Reconstruction, database_states, session_cookie
 from tests.factories import create_pipeline
 from tests.waiting import wait_until
@@ -53,14 +54,10 @@ FINISH_TIMEOUT = 90
 
 def fan_document(marker: Path) -> dict:
     """a → (b, c) → d → e; each node sleeps, then appends `run|node|` to the marker file."""
-    step = {"sleep": NODE_SLEEP, "marker_file": str(marker)}
     return {
         "name": "restarts",
-        "nodes": [{"key": key, "type": "test_step", "config": step} for key in NODES],
-        "edges": [
-            {"source": source, "source_handle": "out", "target": target}
-            for source, target in (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "e"))
-        ],
+        "nodes": [step(key, sleep=NODE_SLEEP, marker_file=str(marker)) for key in NODES],
+        "edges": [edge(a, b) for a, b in (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "e"))],
     }
 
 
@@ -282,18 +279,14 @@ def test_a_wait_survives_a_kill_9_of_every_process(stack, alice, tmp_path):
     after the timer fell due, the sweeper resumes it from the database alone, and the run
     ends with each node executed once."""
     marker = tmp_path / "effects.txt"
-    effect = {"marker_file": str(marker)}
     document = {
         "name": "durable wait",
         "nodes": [
-            {"key": "before", "type": "test_step", "config": effect},
+            step("before", marker_file=str(marker)),
             {"key": "pause", "type": "wait", "config": {"duration_seconds": 2}},
-            {"key": "after", "type": "test_step", "config": effect},
+            step("after", marker_file=str(marker)),
         ],
-        "edges": [
-            {"source": "before", "source_handle": "out", "target": "pause"},
-            {"source": "pause", "source_handle": "out", "target": "after"},
-        ],
+        "edges": [edge("before", "pause"), edge("pause", "after")],
     }
     [run_id] = start_runs(stack, alice, create_pipeline(alice, document), 1)
     pause = NodeRun.objects.filter(run_id=run_id, node_key="pause")

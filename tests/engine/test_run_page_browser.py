@@ -23,6 +23,7 @@ from pipelines.models import NodeRun, Run
 from tests import browser as browser_support
 from tests.browser import log_in
 from tests.engine.conftest import wait_for_run
+from tests.engine.test_basic_runs import edge, step
 from tests.factories import create_pipeline
 from tests.waiting import wait_until
 
@@ -77,10 +78,6 @@ def gates(engine, tmp_path):
     gates.open_all_and_drain()  # also after a failure: never leave a worker blocked
 
 
-def step(key: str, **config) -> dict:
-    return {"key": key, "type": "test_step", "config": config}
-
-
 def node_run(run: Run, key: str) -> NodeRun:
     return NodeRun.objects.get(run=run, node_key=key, iteration="")
 
@@ -118,7 +115,7 @@ def test_open_run_page_follows_the_run_live_without_a_reload(engine, page, alice
                 step("gate", wait_for_file=gates.path("gate")),
                 step("work", log="working on the batch", progress_steps=2, wait_for_file=gates.path("work")),
             ],
-            "edges": [{"source": "gate", "source_handle": "out", "target": "work"}],
+            "edges": [edge("gate", "work")],
         },
     )
     log_in(page, "alice")
