@@ -31,17 +31,19 @@ class NodeTimedOut(Exception):
 
 
 def execute(node_run_id: int, run_message: dict[str, Any] | None = None) -> None:
-    """Celery's entry point. A duplicate delivery finds nothing to claim and does nothing;
-    a node run readied after its run was cancelled is cancelled instead of run.
+    """Celery's entry point. A duplicate delivery finds nothing to claim and does nothing; one
+    that comes before a retry is due is sent again for then; a node run readied after its run
+    was cancelled is cancelled instead of run.
 
     When finishing a node readies successors, this worker claims one of them on the spot and
     runs it next (the others go to the queue): a chain costs one broker round trip, not one
     per node, and a fan-out still spreads over every worker. `run_message` is what the task
     carries of the run (runtime.run_message), which spares the worker reading it.
     """
-    node_run = statements.claim_node_run(node_run_id, timezone.now())
+    now = timezone.now()
+    node_run = statements.claim_node_run(node_run_id, now)
     if node_run is None:
-        runtime.cancel_leftovers(node_run_id)  # usually a duplicate: then it does nothing
+        runtime.unclaimed(node_run_id, now)  # usually a duplicate: then it does nothing
         return
     node_run.run = runtime.run_for(node_run.run_id, run_message)
     transaction.on_commit(lambda: events.node_changed(node_run))

@@ -433,21 +433,25 @@ def _cancel_node_runs(run: Run, now) -> None:
     transaction.on_commit(announce)
 
 
-def cancel_leftovers(node_run_id: int) -> None:
-    """Cancel what a cancel could not see, once a worker finds it: a node run still ready in a
-    cancelled run (a Loop iteration written just after the cancel read the run's node runs),
-    or a run that a Sub-pipeline node started just after its own run was cancelled. The claim
-    refuses both (statements.claim_node_run); this ends them with the rest of their run."""
+def unclaimed(node_run_id: int, now) -> None:
+    """A worker could not claim the node run it was sent (statements.claim_node_run). Usually
+    a duplicate delivery: nothing to do. A message that came before the node run's retry was
+    due (a redelivery) is sent again for that time. And what a cancel could not see is
+    cancelled with the rest of its run: a node run still ready in a cancelled run (a Loop
+    iteration written just after the cancel read the run's node runs), or a run that a
+    Sub-pipeline node started just after its own run was cancelled."""
     node_run = (
         NodeRun.objects.select_related("run__parent_node_run").filter(pk=node_run_id, state=NodeState.READY).first()
     )
-    if node_run is None:  # a duplicate delivery
+    if node_run is None:
         return
     run = node_run.run
     if run.state == RunState.CANCELLED:
         _cancel_node_runs(run, timezone.now())
     elif run.parent_node_run is not None and run.parent_node_run.state == NodeState.CANCELLED:
         cancel_run(run)
+    elif node_run.ready_at is not None and node_run.ready_at > now:
+        enqueue([node_run.pk], countdown=(node_run.ready_at - now).total_seconds(), run=run)
 
 
 def task_id(node_run_id: int) -> str:

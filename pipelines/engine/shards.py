@@ -29,13 +29,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Exists, OuterRef, Subquery, Sum
+from django.db.models import Avg, Exists, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from nodes import data
 from nodes.execution import NodeFailed, NodeResult
 from nodes.expressions import ExpressionError
-from pipelines.engine import cache, runtime
+from pipelines.engine import cache, runtime, statements
 from pipelines.engine.plan import Plan, PlanNode
 from pipelines.engine.states import NodeState
 from pipelines.models import NodeRun, NodeShard, Run
@@ -108,13 +108,18 @@ def task_id(shard_id: int) -> str:
 
 
 def execute(shard_id: int) -> None:
-    """Celery's entry point for one shard. A duplicate delivery claims nothing."""
+    """Celery's entry point for one shard. A duplicate delivery claims nothing; one that comes
+    before the shard's retry is due is sent again for then (as for node runs)."""
     from pipelines.engine import execution
 
     now = timezone.now()
-    if not NodeShard.objects.filter(pk=shard_id, state=NodeState.PENDING).update(
+    due = Q(ready_at__isnull=True) | Q(ready_at__lte=now + statements.CLAIM_EARLY_TOLERANCE)
+    if not NodeShard.objects.filter(due, pk=shard_id, state=NodeState.PENDING).update(
         state=NodeState.RUNNING, started_at=now, heartbeat_at=now
     ):
+        early = NodeShard.objects.filter(pk=shard_id, state=NodeState.PENDING, ready_at__gt=now).first()
+        if early is not None:
+            enqueue([shard_id], countdown=(early.ready_at - now).total_seconds())
         return
     shard = NodeShard.objects.get(pk=shard_id)
     node_run = NodeRun.objects.filter(pk=shard.node_run_id, state=NodeState.WAITING, attempt=shard.node_attempt).first()

@@ -15,6 +15,7 @@ creation, the claim, the end. On PostgreSQL they are prepared statements (see _c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 import functools
 from typing import Any
 
@@ -181,16 +182,23 @@ def insert_run(run: Run, node_runs: list[NodeRun]) -> None:
 # --- claiming a node run ---------------------------------------------------------------
 
 
+#: A node run readied by another machine may look slightly in the future to this one (clock
+#: skew), and Celery may deliver a delayed message a little early: only a message more than
+#: this ahead of the node run's `ready_at` (a retry's backoff) is refused as early.
+CLAIM_EARLY_TOLERANCE = timedelta(seconds=1)
+
+
 @functools.cache
 def _claim(vendor: str) -> tuple[str, _Reader]:
-    """Parameters: running, started_at, heartbeat_at, node-run id, ready, cancelled, cancelled."""
+    """Parameters: running, started_at, heartbeat_at, node-run id, ready, now, cancelled, cancelled."""
     reader = _Reader.of(NodeRun, list(NodeRun._meta.concrete_fields))
     node_run, run = _table(NodeRun), _table(Run)
     run_column = _quote(NodeRun._meta.get_field("run").column)
+    ready_at = _quote(NodeRun._meta.get_field("ready_at").column)
     parent = _quote(Run._meta.get_field("parent_node_run").column)
     sql = (
         f"UPDATE {node_run} SET state = %s, started_at = %s, heartbeat_at = %s "
-        f"WHERE id = %s AND state = %s AND NOT EXISTS ("
+        f"WHERE id = %s AND state = %s AND ({ready_at} IS NULL OR {ready_at} <= %s) AND NOT EXISTS ("
         f"SELECT 1 FROM {run} r LEFT JOIN {node_run} p ON p.id = r.{parent} "
         f"WHERE r.id = {node_run}.{run_column} AND (r.state = %s OR p.state = %s)) "
         f"RETURNING {reader.columns()}"
@@ -200,12 +208,17 @@ def _claim(vendor: str) -> tuple[str, _Reader]:
 
 def claim_node_run(node_run_id: int, now) -> NodeRun | None:
     """`ready → running`, returning the row in the same statement; None if it was not ready,
-    or if its run, or the Sub-pipeline node run that started its run, was cancelled (rows
-    written just after a cancel read what it had to cancel: runtime.cancel_leftovers)."""
+    if it is not due yet (a retry's backoff), or if its run, or the Sub-pipeline node run that
+    started its run, was cancelled (rows written just after a cancel read what it had to
+    cancel). runtime.unclaimed handles the last two."""
     connection = _connection()
     sql, reader = _claim(connection.vendor)
     stamp = connection.ops.adapt_datetimefield_value(now)
-    params = [NodeState.RUNNING, stamp, stamp, node_run_id, NodeState.READY, RunState.CANCELLED, NodeState.CANCELLED]
+    due = connection.ops.adapt_datetimefield_value(now + CLAIM_EARLY_TOLERANCE)
+    params = [
+        *(NodeState.RUNNING, stamp, stamp, node_run_id, NodeState.READY, due),
+        *(RunState.CANCELLED, NodeState.CANCELLED),
+    ]
     with _cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

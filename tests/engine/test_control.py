@@ -47,6 +47,30 @@ def test_retries_with_exponential_backoff(engine, alice):
     assert (flaky.started_at - logs[3][1]).total_seconds() >= 0.4 - 0.02  # attempt 3's claim, as stored
 
 
+def test_a_message_delivered_before_the_retry_is_due_neither_starts_it_early_nor_twice(engine, alice, tmp_path):
+    """A redelivered message (a restarted worker, Redis's visibility timeout) can come while a
+    retry still backs off."""
+    marker = tmp_path / "marks.txt"
+    doc = {
+        "name": "early",
+        "nodes": [{**step("flaky", fail_times=1, log="attempt starts", marker_file=str(marker)),
+                   "settings": {"retries": 1, "retry_backoff_seconds": 4}}],
+    }  # fmt: skip
+    run = start_run(create_pipeline(alice, doc), user=alice)
+    flaky = NodeRun.objects.filter(run=run, node_key="flaky")
+    wait_until(lambda: flaky.get().attempt == 2, what="attempt 1 to fail")
+    due = flaky.get().ready_at
+    execute_node.apply_async((flaky.get().pk,))  # a redelivery, some 4 s early
+
+    run = wait_for_run(run)
+    assert run.state == "succeeded", run.error
+    retried = flaky.get()
+    assert retried.attempt == 2
+    assert retried.started_at >= due - timedelta(milliseconds=50), (retried.started_at, due)
+    assert len(markers(marker)) == 1
+    assert NodeRunLog.objects.filter(node_run=retried, message="attempt starts").count() == 2
+
+
 def test_retries_exhausted_fail_the_run_and_skip_downstream(engine, alice):
     doc = {
         "name": "fail",

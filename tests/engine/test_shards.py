@@ -14,6 +14,7 @@ from nodes.operators.chain import Chain
 from pipelines.engine import sweeper
 from pipelines.engine.runs import cancel, start_run
 from pipelines.models import NodeRun, NodeRunLog, NodeShard, Run
+from pipelines.tasks import execute_shard
 from tests.engine.conftest import all_records, make_dataset, node, node_states, wait_for_run
 from tests.factories import create_pipeline, edge
 from tests.waiting import wait_until
@@ -234,6 +235,25 @@ def test_a_failing_shard_is_retried_alone(engine, alice):
     copied = all_records(NodeRun.objects.get(run=run, node_key="copy").output["manifest"])
     assert sorted(row["id"] for row in copied) == list(range(40))
     assert "shard 2/4: attempt 1 failed: planned failure on record 17" in log_text(run, "copy")
+
+
+def test_a_shard_message_delivered_before_its_retry_is_due_does_not_start_it_early(engine, alice):
+    dataset = make_dataset(alice, "early", [{"id": i} for i in range(40)])
+    pipeline = copy_pipeline(
+        alice, dataset, settings={"retries": 1, "retry_backoff_seconds": 4}, shards=4, fail_on_id=17, fail_times=1
+    )
+    run = start_run(pipeline, user=alice)
+    wait_until(lambda: any(s.attempt == 2 for s in shard_rows(run)), what="shard 2's first attempt to fail")
+    retried = next(s for s in shard_rows(run) if s.attempt == 2)
+    execute_shard.apply_async((retried.pk,))  # a redelivery, some 4 s early
+
+    run = wait_for_run(run, timeout=60)
+    assert run.state == "succeeded", run.error
+    retried.refresh_from_db()
+    assert retried.attempt == 2 and retried.state == "succeeded"
+    assert retried.started_at >= retried.ready_at - timedelta(milliseconds=50), (retried.started_at, retried.ready_at)
+    copied = all_records(NodeRun.objects.get(run=run, node_key="copy").output["manifest"])
+    assert sorted(row["id"] for row in copied) == list(range(40))
 
 
 def test_a_shard_out_of_retries_fails_the_node_and_stops_the_others(engine, alice):
