@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.metadata import entry_points
 import logging
+import threading
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -36,6 +37,7 @@ class Catalogue:
         self._load_builtins = load_builtins
         self._unknown = unknown
         self._loaded = False
+        self._lock = threading.RLock()
 
     def register(self, item: type) -> type:
         """Class decorator: add a class (its schema is checked here, once)."""
@@ -69,7 +71,12 @@ class Catalogue:
         return sorted(self.items.values(), key=order)
 
     def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            self._load_builtins()
-            self.load_entry_points()
+        # Under a lock, and marked loaded only once loaded: the first use may come from two
+        # threads at once (a thread-pool worker), and neither may see a half-filled catalogue.
+        if self._loaded:
+            return
+        with self._lock:
+            if not self._loaded:
+                self._load_builtins()
+                self.load_entry_points()
+                self._loaded = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass, field
 import os
 import signal
@@ -169,7 +170,9 @@ class Context:
     def progress(
         self, fraction: float | None = None, *, records_in: int | None = None, records_out: int | None = None
     ) -> None:
-        """Store and publish progress at most a few times a second; stop if the run was cancelled."""
+        """Store and publish progress at most a few times a second; stop if the run was
+        cancelled or the node's time is up."""
+        check_deadline()
         now = time.monotonic()
         if now - self._last_progress_write < settings.DATAMATE_PROGRESS_INTERVAL_SECONDS and fraction != 1.0:
             return
@@ -284,18 +287,43 @@ class _Heartbeats:
 heartbeat = _Heartbeats().beating
 
 
+#: When the node run this thread executes must stop (time.monotonic()), if it has a timeout.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("datamate_node_deadline", default=None)
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float | None):
-    """Raise NodeTimedOut in the executor after `seconds` (main thread only: SIGALRM)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
+    """Raise NodeTimedOut in the executor after `seconds`. In a process's main thread (the
+    prefork pool) SIGALRM interrupts whatever the executor is doing. In another thread (a
+    thread pool), where no signal reaches, the executor stops at its next progress() call
+    (check_deadline); one that never calls it is failed by the sweeper (sweeper.fail_overdue)."""
+    if not seconds:
         yield
         return
+    token = _deadline.set(time.monotonic() + float(seconds))
+    try:
+        if threading.current_thread() is threading.main_thread():
+            with _alarm(float(seconds)):
+                yield
+        else:
+            yield
+    finally:
+        _deadline.reset(token)
 
+
+def check_deadline() -> None:
+    deadline = _deadline.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise NodeTimedOut()
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float):
     def expire(signum, frame):
         raise NodeTimedOut()
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:

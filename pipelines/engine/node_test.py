@@ -270,7 +270,7 @@ def wait_for_result(request_id: str, seconds: float) -> bool:
 
 @dataclass
 class NodeTestContext:
-    """An ExecutionContext for one test execution: logs kept in memory, progress ignored."""
+    """An ExecutionContext for one test execution: logs kept in memory, progress not stored."""
 
     node_key: str
     config: dict[str, Any]
@@ -296,7 +296,9 @@ class NodeTestContext:
     def progress(
         self, fraction: float | None = None, *, records_in: int | None = None, records_out: int | None = None
     ) -> None:
-        return None
+        from pipelines.engine.execution import check_deadline
+
+        check_deadline()
 
 
 def execute_payload(payload: dict[str, Any]) -> dict[str, Any]:

@@ -454,6 +454,11 @@ def unclaimed(node_run_id: int, now) -> None:
         enqueue([node_run.pk], countdown=(node_run.ready_at - now).total_seconds(), run=run)
 
 
+def overdue_message(timeout: float) -> str:
+    """The error of a node run or shard failed by the sweeper past its timeout."""
+    return f"timed out after {timeout:g} s (its worker could not stop it; the sweeper did)"
+
+
 def task_id(node_run_id: int) -> str:
     return f"datamate-node-run-{node_run_id}"
 

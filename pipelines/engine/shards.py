@@ -346,6 +346,23 @@ def sweep(now, stale) -> dict[str, int]:
     return counts
 
 
+def fail_overdue(stale) -> int:
+    """Fail shards running a stale-time past their node's timeout (see sweeper.fail_overdue)."""
+    failed = 0
+    for shard in NodeShard.objects.filter(state=NodeState.RUNNING, started_at__lt=stale):
+        node_run = NodeRun.objects.filter(pk=shard.node_run_id).first()
+        if node_run is None:
+            continue
+        run = runtime.run_for(node_run.run_id)
+        plan = runtime.plan_for(run)
+        node = plan.nodes[node_run.node_key]
+        timeout = node.settings.get("timeout_seconds")
+        if timeout and shard.started_at + timedelta(seconds=float(timeout)) < stale:
+            _shard_failed(run, plan, node, node_run, shard, runtime.overdue_message(timeout))
+            failed += 1
+    return failed
+
+
 def _resume_stalled_merges(stale) -> int:
     """A node whose shards all succeeded long ago but which is still waiting: the worker that
     was to start the next stage or merge died first. Go on from its last complete stage."""

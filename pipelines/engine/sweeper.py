@@ -7,6 +7,7 @@ survive any process dying, because it works from the database alone.
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q
@@ -47,6 +48,8 @@ def sweep() -> dict[str, int]:
             runtime.enqueue([node_run.pk])
             counts["requeued"] += 1
 
+    counts["timed_out"] = fail_overdue(stale)
+
     # Ready for long but never claimed: its message was lost. A duplicate is harmless.
     lost = list(NodeRun.objects.filter(state=NodeState.READY, ready_at__lt=stale).values_list("pk", flat=True))
     if lost:
@@ -57,6 +60,21 @@ def sweep() -> dict[str, int]:
     for run in stalled_runs(stale):
         counts["unstalled"] += unstall(run, stale)
     return counts
+
+
+def fail_overdue(stale) -> int:
+    """Fail node runs still running a stale-time past their node's timeout: their worker
+    could not stop them (an executor in a thread, where no SIGALRM reaches, that never calls
+    progress()). Should such an executor still finish, its result is discarded: every end is
+    fenced by the state and attempt. The time limit of a shard is kept the same way."""
+    failed = 0
+    for node_run in NodeRun.objects.select_related("run").filter(state=NodeState.RUNNING, started_at__lt=stale):
+        plan = runtime.plan_for(node_run.run)
+        timeout = plan.nodes[node_run.node_key].settings.get("timeout_seconds")
+        if timeout and node_run.started_at + timedelta(seconds=float(timeout)) < stale:
+            runtime.fail(node_run.run, plan, node_run, runtime.overdue_message(timeout))
+            failed += 1
+    return failed + shards.fail_overdue(stale)
 
 
 def stalled_runs(stale):

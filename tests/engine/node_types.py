@@ -102,6 +102,7 @@ class TestShardedCopy(NodeType):
             "sleep": {"type": "number", "minimum": 0},
             "fail_on_id": {"type": "integer"},
             "fail_times": {"type": "integer", "minimum": 0},
+            "report_progress": {"type": "boolean"},
         },
     }
 
@@ -120,7 +121,8 @@ class TestShardedCopy(NodeType):
                     raise NodeFailed(f"planned failure on record {config['fail_on_id']}")
                 for _ in range(20):
                     time.sleep(config.get("sleep", 0) / 20)
-                    ctx.progress(None)
+                    if config.get("report_progress", True):
+                        ctx.progress(None)
                 yield [{**record, "shard": shard["index"], "shard_attempt": shard["attempt"]} for record in batch]
 
         manifest = data.write_artifact(ctx, copied())

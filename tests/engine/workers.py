@@ -71,10 +71,10 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
 
-def start_worker(log_dir: Path, name: str = "worker", concurrency: int = 2) -> Process:
+def start_worker(log_dir: Path, name: str = "worker", concurrency: int = 2, pool: str = "prefork") -> Process:
     command = [
         sys.executable, "-m", "celery", "-A", "datamate", "worker",
-        "--pool", "prefork", "--concurrency", str(concurrency), "-l", "info",
+        "--pool", pool, "--concurrency", str(concurrency), "-l", "info",
         "-n", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     process = Process(name, command, log_dir)

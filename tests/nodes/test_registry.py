@@ -97,3 +97,37 @@ def test_third_party_type_registers_through_an_entry_point(tmp_path, monkeypatch
     finally:
         registry._registry.pop("acme_translate", None)
         sys.modules.pop("acme_nodes", None)
+
+
+def test_a_catalogue_used_first_by_two_threads_at_once_gives_both_its_items():
+    """A thread-pool worker's first two tasks look node types up at the same moment."""
+    import threading
+    import time
+
+    from nodes.catalogue import Catalogue
+
+    class Slow:
+        config_schema = {"type": "object"}
+
+    def load_builtins():
+        time.sleep(0.2)  # the other thread asks meanwhile
+        catalogue.register(Slow)
+
+    catalogue = Catalogue(
+        noun="thing", group="datamate.tests.none", name_of=lambda item: "slow", check=lambda item: None,
+        load_builtins=load_builtins, unknown=KeyError,
+    )  # fmt: skip
+    found, errors = [], []
+
+    def look_up():
+        try:
+            found.append(catalogue.get("slow"))
+        except KeyError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=look_up) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and found == [Slow, Slow]
