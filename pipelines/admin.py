@@ -222,7 +222,7 @@ class TemplateAdmin(admin.ModelAdmin):
 
 class NodeRunInline(admin.TabularInline):
     model = NodeRun
-    fields = ["node_key", "iteration", "state", "attempt", "progress", "records_out", "error", "finished_at"]
+    fields = ["node_key", "iteration", "state", "attempt", "worker", "progress", "records_out", "error", "finished_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -279,9 +279,19 @@ class NodeRunLogInline(admin.TabularInline):
 
 @admin.register(NodeRun)
 class NodeRunAdmin(admin.ModelAdmin):
-    list_display = ["node_key", "iteration", "run", "state", "attempt", "progress", "started_at", "finished_at"]
+    list_display = [
+        "node_key",
+        "iteration",
+        "run",
+        "state",
+        "attempt",
+        "worker",
+        "progress",
+        "started_at",
+        "finished_at",
+    ]
     list_filter = ["state"]
-    search_fields = ["node_key", "run__pipeline__name"]
+    search_fields = ["node_key", "run__pipeline__name", "worker"]
     readonly_fields = [field.name for field in NodeRun._meta.fields]
     inlines = [NodeRunLogInline]
 

@@ -204,6 +204,8 @@ class NodeRun(models.Model):
     #: A sharded data node (waiting while its shards run): the stage its shards are in.
     shard_stage = models.PositiveSmallIntegerField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    #: Which worker ran the latest attempt: Celery's node name and the pool process id.
+    worker = models.CharField(max_length=255, blank=True, default="")
     #: Wait: when the timer fires.
     resume_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)

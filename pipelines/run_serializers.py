@@ -26,6 +26,7 @@ class NodeRunSerializer(serializers.ModelSerializer):
             "iteration",
             "state",
             "attempt",
+            "worker",
             "progress",
             "records_in",
             "records_out",

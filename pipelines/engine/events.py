@@ -156,6 +156,7 @@ def node_run_payload(node_run) -> dict[str, Any]:
         "iteration": node_run.iteration,
         "state": node_run.state,
         "attempt": node_run.attempt,
+        "worker": node_run.worker,
         "version": state_version(node_run.state, node_run.attempt),
         "progress": node_run.progress,
         "records_in": node_run.records_in,

@@ -42,7 +42,7 @@ def execute(node_run_id: int, run_message: dict[str, Any] | None = None) -> None
     carries of the run (runtime.run_message), which spares the worker reading it.
     """
     now = timezone.now()
-    node_run = statements.claim_node_run(node_run_id, now)
+    node_run = statements.claim_node_run(node_run_id, now, runtime.worker_name())
     if node_run is None:
         runtime.unclaimed(node_run_id, now)  # usually a duplicate: then it does nothing
         return

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 import logging
+import os
+import socket
 from typing import Any
 
 from django.conf import settings
@@ -257,7 +259,13 @@ def advance(run: Run, plan: Plan, finished: NodeRun) -> None:
             taker = handoff.get()
             if decision == READY and taker is not None and taker.free:
                 if transition(
-                    row, [NodeState.PENDING], state=NodeState.RUNNING, ready_at=now, started_at=now, heartbeat_at=now
+                    row,
+                    [NodeState.PENDING],
+                    state=NodeState.RUNNING,
+                    ready_at=now,
+                    started_at=now,
+                    heartbeat_at=now,
+                    worker=worker_name(),
                 ):
                     row.run = run
                     taker.offer(row, known)
@@ -452,6 +460,15 @@ def unclaimed(node_run_id: int, now) -> None:
         cancel_run(run)
     elif node_run.ready_at is not None and node_run.ready_at > now:
         enqueue([node_run.pk], countdown=(node_run.ready_at - now).total_seconds(), run=run)
+
+
+def worker_name() -> str:
+    """This process as the run page names it: Celery's node name (`worker1@host`) and the pool
+    process id, which tell apart two workers and two processes of one worker."""
+    from celery import current_task
+
+    hostname = getattr(getattr(current_task, "request", None), "hostname", None) or socket.gethostname()
+    return f"{hostname} pid {os.getpid()}"
 
 
 def overdue_message(timeout: float) -> str:

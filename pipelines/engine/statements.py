@@ -190,14 +190,15 @@ CLAIM_EARLY_TOLERANCE = timedelta(seconds=1)
 
 @functools.cache
 def _claim(vendor: str) -> tuple[str, _Reader]:
-    """Parameters: running, started_at, heartbeat_at, node-run id, ready, now, cancelled, cancelled."""
+    """Parameters: running, started_at, heartbeat_at, worker, node-run id, ready, due, cancelled, cancelled."""
     reader = _Reader.of(NodeRun, list(NodeRun._meta.concrete_fields))
     node_run, run = _table(NodeRun), _table(Run)
     run_column = _quote(NodeRun._meta.get_field("run").column)
     ready_at = _quote(NodeRun._meta.get_field("ready_at").column)
+    worker = _quote(NodeRun._meta.get_field("worker").column)
     parent = _quote(Run._meta.get_field("parent_node_run").column)
     sql = (
-        f"UPDATE {node_run} SET state = %s, started_at = %s, heartbeat_at = %s "
+        f"UPDATE {node_run} SET state = %s, started_at = %s, heartbeat_at = %s, {worker} = %s "
         f"WHERE id = %s AND state = %s AND ({ready_at} IS NULL OR {ready_at} <= %s) AND NOT EXISTS ("
         f"SELECT 1 FROM {run} r LEFT JOIN {node_run} p ON p.id = r.{parent} "
         f"WHERE r.id = {node_run}.{run_column} AND (r.state = %s OR p.state = %s)) "
@@ -206,7 +207,7 @@ def _claim(vendor: str) -> tuple[str, _Reader]:
     return sql, reader
 
 
-def claim_node_run(node_run_id: int, now) -> NodeRun | None:
+def claim_node_run(node_run_id: int, now, worker: str) -> NodeRun | None:
     """`ready → running`, returning the row in the same statement; None if it was not ready,
     if it is not due yet (a retry's backoff), or if its run, or the Sub-pipeline node run that
     started its run, was cancelled (rows written just after a cancel read what it had to
@@ -216,7 +217,7 @@ def claim_node_run(node_run_id: int, now) -> NodeRun | None:
     stamp = connection.ops.adapt_datetimefield_value(now)
     due = connection.ops.adapt_datetimefield_value(now + CLAIM_EARLY_TOLERANCE)
     params = [
-        *(NodeState.RUNNING, stamp, stamp, node_run_id, NodeState.READY, due),
+        *(NodeState.RUNNING, stamp, stamp, worker, node_run_id, NodeState.READY, due),
         *(RunState.CANCELLED, NodeState.CANCELLED),
     ]
     with _cursor() as cursor:

@@ -44,7 +44,8 @@ def sweep() -> dict[str, int]:
             ready_at=now,
             heartbeat_at=None,
         ):
-            runtime.write_log(node_run, f"worker lost; starting attempt {node_run.attempt}", "warning")
+            lost = f"worker {node_run.worker} lost" if node_run.worker else "worker lost"
+            runtime.write_log(node_run, f"{lost}; starting attempt {node_run.attempt}", "warning")
             runtime.enqueue([node_run.pk])
             counts["requeued"] += 1
 

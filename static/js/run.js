@@ -201,7 +201,7 @@
     var tr = document.createElement("tr");
     tr.dataset.id = id;
     tr.title = "show this node's log lines";
-    var classes = ["key", "muted", "", "num", "progress-col", "num", "num", "num"];
+    var classes = ["key", "muted", "", "num", "progress-col", "num", "num", "num", "muted"];
     classes.forEach(function (name) {
       var td = document.createElement("td");
       if (name) td.className = name;
@@ -250,6 +250,7 @@
       cell(tr, 5, nodeRun.records_in);
       cell(tr, 6, nodeRun.records_out);
       cell(tr, 7, formatDuration(nodeRun.started_at, UNFINISHED[nodeRun.state] ? null : nodeRun.finished_at));
+      cell(tr, 8, nodeRun.worker);
     });
   }
 

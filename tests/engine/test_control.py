@@ -284,6 +284,7 @@ def test_kill_9_of_a_worker_mid_node_finishes_the_node_exactly_once(engine, alic
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
     wait_until(lambda: NodeRun.objects.get(run=run, node_key="work").progress > 0.2, what="work under way")
+    killed_worker = NodeRun.objects.get(run=run, node_key="work").worker
     processes.worker.kill()
     processes.worker.stop()
     processes.start_worker()
@@ -293,7 +294,10 @@ def test_kill_9_of_a_worker_mid_node_finishes_the_node_exactly_once(engine, alic
     work = NodeRun.objects.get(run=run, node_key="work")
     assert work.attempt == 2
     assert len(markers(marker)) == 1  # the killed attempt never finished; the second did, once
-    assert "worker lost" in " ".join(NodeRunLog.objects.filter(node_run=work).values_list("message", flat=True))
+    lost = [message for message in NodeRunLog.objects.filter(node_run=work).values_list("message", flat=True)
+            if "lost" in message]  # fmt: skip
+    assert lost == [f"worker {killed_worker} lost; starting attempt 2"]
+    assert work.worker != killed_worker  # the pool process of the new worker
     assert (timezone.now() - work.finished_at).total_seconds() < 40
 
 

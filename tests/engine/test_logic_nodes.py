@@ -1,8 +1,12 @@
 """Loops in every mode, waits, sub-pipelines and parallel branches on real workers."""
 
+import os
+import socket
+
 from pipelines import services
 from pipelines.engine.runs import start_run
 from pipelines.models import NodeRun
+from tests.engine import workers
 from tests.engine.conftest import node_states, outputs, wait_for_run
 from tests.engine.test_basic_runs import edge, step
 from tests.factories import create_pipeline
@@ -115,6 +119,36 @@ def test_parallel_branches_join(engine, alice):
     run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
     assert run.state == "succeeded"
     assert outputs(run)["join"]["input_values"] == {"branch1": 1, "branch2": 2, "branch3": 3}
+
+
+def test_parallel_branches_run_at_once_on_two_worker_instances(engine, processes, alice):
+    """Two workers of one pool process each, as two machines would be: each runs a branch."""
+    engine.stop()  # the two-process worker: the engine fixture starts it again for the next test
+    pair = [workers.start_worker(processes.log_dir, name=f"single{i}", concurrency=1) for i in (1, 2)]
+    try:
+        doc = {
+            "name": "parallel on two workers",
+            "nodes": [
+                {"key": "split", "type": "parallel", "config": {"branches": 2}},
+                *(step(f"branch{i}", value=i, sleep=1.5) for i in (1, 2)),
+                step("join"),
+            ],
+            "edges": [edge("split", f"branch{i}", f"branch-{i}") for i in (1, 2)]
+            + [edge(f"branch{i}", "join") for i in (1, 2)],
+        }
+        run = wait_for_run(start_run(create_pipeline(alice, doc), user=alice))
+    finally:
+        for worker in pair:
+            worker.stop()
+    assert run.state == "succeeded", run.error
+    rows = {row.node_key: row for row in NodeRun.objects.filter(run=run)}
+    first, second = rows["branch1"], rows["branch2"]
+    assert {first.worker.partition(" pid")[0], second.worker.partition(" pid")[0]} == {
+        f"single{i}-{os.getpid()}@{socket.gethostname()}" for i in (1, 2)
+    }
+    assert first.started_at < second.finished_at and second.started_at < first.finished_at  # at once
+    assert rows["join"].started_at >= max(first.finished_at, second.finished_at)
+    assert outputs(run)["join"]["input_values"] == {"branch1": 1, "branch2": 2}
 
 
 def test_sub_pipeline_runs_as_a_child_and_returns_its_outputs(engine, alice):

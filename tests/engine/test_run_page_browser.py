@@ -101,6 +101,10 @@ def records_out_of(page, node_run: NodeRun):
     return row(page, node_run).locator("td").nth(6)
 
 
+def worker_of(page, node_run: NodeRun):
+    return row(page, node_run).locator("td").nth(8)
+
+
 def progress_bar_of(page, node_run: NodeRun):
     return row(page, node_run).locator(".bar span")
 
@@ -129,6 +133,8 @@ def test_open_run_page_follows_the_run_live_without_a_reload(engine, page, alice
     expect(page.locator("#run-state .badge")).to_have_text("running")
     expect(state_of(page, gate)).to_have_text("running")
     expect(state_of(page, work)).to_have_text("pending")
+    expect(worker_of(page, gate)).to_have_text(node_run(run, "gate").worker)  # rendered by the server
+    expect(worker_of(page, work)).to_have_text("")
     expect(records_out_of(page, work)).to_have_text("")
     expect(progress_bar_of(page, work)).to_have_attribute("style", re.compile(r"width: 0%"))
     expect(page.locator("#logs")).to_have_text("No log lines yet.")
@@ -137,6 +143,7 @@ def test_open_run_page_follows_the_run_live_without_a_reload(engine, page, alice
     gates.open("gate")
     expect(state_of(page, gate)).to_have_text("succeeded", timeout=LIVE_TIMEOUT)
     expect(state_of(page, work)).to_have_text("running", timeout=LIVE_TIMEOUT)
+    expect(worker_of(page, work)).to_have_text(re.compile(r"^worker-\d+@.+ pid \d+$"))  # from the live event
     # work's progress reports, seen while it still runs: 2 records out, the bar full.
     expect(records_out_of(page, work)).to_have_text("2", timeout=LIVE_TIMEOUT)
     expect(progress_bar_of(page, work)).to_have_attribute("style", re.compile(r"width: 100%"))

@@ -1,5 +1,7 @@
 """The runs API on real Celery workers: start, list, detail, logs, cancel, re-run, permissions."""
 
+import re
+import socket
 import time
 
 import pytest
@@ -82,6 +84,10 @@ def test_start_a_run_with_params_and_see_it_succeed(engine, alice, alice_api, pa
     assert first["started_at"] and first["finished_at"]
     assert first["duration_ms"] >= 0
     assert {"records_in", "records_out", "handles", "ready_at"} <= first.keys()
+    # Which worker ran each node: Celery's node name (see tests/engine/workers.py) and the pid,
+    # whether the node was claimed from the queue or handed on by the worker of its predecessor.
+    for node_run in detail["node_runs"]:
+        assert re.fullmatch(rf"worker-\d+@{re.escape(socket.gethostname())} pid \d+", node_run["worker"]), node_run
 
 
 def test_a_specific_version_runs_that_version(engine, alice, alice_api, param_pipeline):

@@ -83,12 +83,25 @@ def test_claiming_returns_the_row_as_the_orm_reads_it(run):
 
     ready = NodeRun.objects.get(run=run, node_key="a")
     now = timezone.now()
-    claimed = statements.claim_node_run(ready.pk, now)
+    claimed = statements.claim_node_run(ready.pk, now, "w1@host pid 7")
     fresh = NodeRun.objects.get(pk=ready.pk)
     assert fresh.state == "running" and fresh.started_at == now and fresh.heartbeat_at == now
+    assert fresh.worker == "w1@host pid 7"
     for field in NodeRun._meta.concrete_fields:
         assert getattr(claimed, field.attname) == getattr(fresh, field.attname), field.name
-    assert statements.claim_node_run(ready.pk, now) is None  # claimed once only
+    assert statements.claim_node_run(ready.pk, now, "w2@host pid 8") is None  # claimed once only
+
+
+def test_a_claim_waits_for_a_retry_to_be_due_give_or_take_the_clock_tolerance(run):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    node = NodeRun.objects.get(run=run, node_key="a")
+    NodeRun.objects.filter(pk=node.pk).update(ready_at=now + timedelta(seconds=5))
+    assert statements.claim_node_run(node.pk, now, "w") is None
+    assert statements.claim_node_run(node.pk, now + timedelta(seconds=4.5), "w") is not None  # within 1 s
 
 
 def test_scope_states_reads_the_named_node_runs_of_one_scope(run):
