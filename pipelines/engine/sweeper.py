@@ -69,7 +69,9 @@ def fail_overdue(stale) -> int:
     progress()). Should such an executor still finish, its result is discarded: every end is
     fenced by the state and attempt. The time limit of a shard is kept the same way."""
     failed = 0
-    for node_run in NodeRun.objects.select_related("run").filter(state=NodeState.RUNNING, started_at__lt=stale):
+    running = NodeRun.objects.filter(state=NodeState.RUNNING, started_at__lt=stale)
+    # The spec is read only by a sweeper lacking the plan; most long nodes have no timeout.
+    for node_run in running.select_related("run__pipeline").defer("run__spec"):
         plan = runtime.plan_for(node_run.run)
         timeout = plan.nodes[node_run.node_key].settings.get("timeout_seconds")
         if timeout and node_run.started_at + timedelta(seconds=float(timeout)) < stale:
