@@ -43,6 +43,11 @@ def lookup(key: str) -> tuple[NodeResult, int | None] | None:
     return result, entry.source_id
 
 
+def withdraw(key: str, node_run: NodeRun) -> None:
+    """Remove what `store` stored of this node run, if it stored it."""
+    NodeResultCache.objects.filter(key=key, source=node_run).delete()
+
+
 def store(key: str, node: PlanNode, node_run: NodeRun, result: NodeResult) -> None:
     with contextlib.suppress(IntegrityError):  # an identical execution stored it first
         NodeResultCache.objects.create(

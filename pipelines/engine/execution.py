@@ -44,7 +44,7 @@ def execute(node_run_id: int, run_message: dict[str, Any] | None = None) -> None
     now = timezone.now()
     node_run = statements.claim_node_run(node_run_id, now, runtime.worker_name())
     if node_run is None:
-        runtime.unclaimed(node_run_id, now)  # usually a duplicate: then it does nothing
+        runtime.after_refused_claim(node_run_id, now)  # usually a duplicate: then it does nothing
         return
     node_run.run = runtime.run_for(node_run.run_id, run_message)
     transaction.on_commit(lambda: events.node_changed(node_run))
@@ -100,18 +100,25 @@ def run_claimed(node_run: NodeRun, known_rows: dict[str, NodeRun] | None = None)
     except Exception as exc:  # an executor's bug must fail the node, not the worker
         runtime.fail(run, plan, node_run, f"{type(exc).__name__}: {exc}")
         return
-    if key and result.wait_until is None and result.child_run is None:
+    # Cached before the node's end commits, so a run started once this one shows succeeded
+    # finds it; withdrawn if the result was not recorded (an attempt given up meanwhile).
+    cacheable = key and result.wait_until is None and result.child_run is None
+    if cacheable:
         cache.store(key, node, node_run, result)
-    finish(run, plan, node_run, result)
+    if not finish(run, plan, node_run, result) and cacheable:
+        cache.withdraw(key, node_run)
 
 
-def finish(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult) -> None:
+def finish(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult) -> bool:
+    """Record the executor's result; True if the node succeeded with it (this attempt was
+    still the node run's), False if it waits or calls a child run, or was given up."""
     if result.child_run is not None:
         subruns.start_child(run, node_run, result.child_run)
-    elif result.wait_until is not None:
+        return False
+    if result.wait_until is not None:
         pause_until(node_run, result)
-    else:
-        runtime.succeed(run, plan, node_run, result)
+        return False
+    return runtime.succeed(run, plan, node_run, result)
 
 
 def pause_until(node_run: NodeRun, result: NodeResult) -> None:
@@ -270,7 +277,10 @@ class _Heartbeats:
         try:
             yield
         finally:
-            self._active.pop(key, None)
+            # An attempt the sweeper gave up for overdue may return after the next attempt
+            # began in another thread of this process: the entry is then the next one's.
+            if self._active.get(key) == row.attempt:
+                self._active.pop(key, None)
 
     def _beat(self) -> None:
         while True:
@@ -312,6 +322,7 @@ def time_limit(seconds: float | None):
 
 
 def check_deadline() -> None:
+    """Raise NodeTimedOut if the node run this thread executes is past its time limit."""
     deadline = _deadline.get()
     if deadline is not None and time.monotonic() > deadline:
         raise NodeTimedOut()

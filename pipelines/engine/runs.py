@@ -171,6 +171,7 @@ def _reused_copy(run: Run, row: NodeRun) -> NodeRun:
         records_out=row.records_out,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        worker=row.worker,
     )
 
 

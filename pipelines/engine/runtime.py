@@ -335,7 +335,9 @@ def complete_run(run: Run, failed: list[NodeRun] | None = None) -> None:
 # --- finishing a node ---------------------------------------------------------------
 
 
-def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: str = NodeState.SUCCEEDED) -> None:
+def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: str = NodeState.SUCCEEDED) -> bool:
+    """Record the result and move on; False if the node run had left `running`/`waiting` or
+    this attempt (a cancel, an attempt given up)."""
     now = timezone.now()
     leaving = [NodeState.RUNNING, NodeState.WAITING]
     changes = {
@@ -349,9 +351,10 @@ def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: 
         "heartbeat_at": None,
     }
     if node_run.iteration or plan.successors(node_run.node_key):
-        if transition(node_run, leaving, **changes):
-            advance(run, plan, node_run)
-        return
+        if not transition(node_run, leaving, **changes):
+            return False
+        advance(run, plan, node_run)
+        return True
     # A top-level node with nothing downstream may be the run's last: the node's end and the
     # run's are one statement. Two such nodes ending at once may each see the other still
     # running, so one that did not end the run checks again after its commit (advance's rule).
@@ -362,31 +365,34 @@ def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: 
         _run_completed(run, RunState.SUCCEEDED, "", now)
     elif moved:
         finish_scope_if_done(run, plan, "")
+    return moved
 
 
-def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool = True) -> None:
+def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool = True) -> bool:
     """Retry with exponential backoff while attempts remain; then fail, routing to the
-    `error` handle if the node continues on failure."""
+    `error` handle if the node continues on failure. False if this attempt was no longer the
+    node run's (it was cancelled, or given up as overdue): then nothing is written."""
     node = plan.nodes[node_run.node_key]
     retries = int(node.settings.get("retries", 0))
-    if retry and node_run.attempt <= retries:
-        delay = float(node.settings.get("retry_backoff_seconds", 1.0)) * 2 ** (node_run.attempt - 1)
-        write_log(node_run, f"attempt {node_run.attempt} failed: {message}; retrying in {delay:g} s", "warning")
-        if transition(
+    attempt = node_run.attempt
+    if retry and attempt <= retries:
+        delay = float(node.settings.get("retry_backoff_seconds", 1.0)) * 2 ** (attempt - 1)
+        if not transition(
             node_run,
             [NodeState.RUNNING, NodeState.WAITING],
             state=NodeState.READY,
-            attempt=node_run.attempt + 1,
+            attempt=attempt + 1,
             error=message[:10000],
             ready_at=timezone.now() + timedelta(seconds=delay),
             heartbeat_at=None,
         ):
-            node_run_id = node_run.pk
-            transaction.on_commit(lambda: enqueue([node_run_id], countdown=delay, run=run))
-        return
-    write_log(node_run, f"failed: {message}", "error")
+            return False
+        write_log(node_run, f"attempt {attempt} failed: {message}; retrying in {delay:g} s", "warning")
+        node_run_id = node_run.pk
+        transaction.on_commit(lambda: enqueue([node_run_id], countdown=delay, run=run))
+        return True
     handles = ["error"] if node.settings.get("continue_on_failure") else []
-    if transition(
+    if not transition(
         node_run,
         [NodeState.RUNNING, NodeState.WAITING],
         state=NodeState.FAILED,
@@ -395,7 +401,10 @@ def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool =
         finished_at=timezone.now(),
         heartbeat_at=None,
     ):
-        advance(run, plan, node_run)
+        return False
+    write_log(node_run, f"failed: {message}", "error")
+    advance(run, plan, node_run)
+    return True
 
 
 # --- cancel -------------------------------------------------------------------------
@@ -441,10 +450,11 @@ def _cancel_node_runs(run: Run, now) -> None:
     transaction.on_commit(announce)
 
 
-def unclaimed(node_run_id: int, now) -> None:
+def after_refused_claim(node_run_id: int, now) -> None:
     """A worker could not claim the node run it was sent (statements.claim_node_run). Usually
     a duplicate delivery: nothing to do. A message that came before the node run's retry was
-    due (a redelivery) is sent again for that time. And what a cancel could not see is
+    due (a redelivery) is sent again for that time, in case it is the only one left (the
+    worker that held the delayed one died). And what a cancel could not see is
     cancelled with the rest of its run: a node run still ready in a cancelled run (a Loop
     iteration written just after the cancel read the run's node runs), or a run that a
     Sub-pipeline node started just after its own run was cancelled."""
@@ -468,7 +478,16 @@ def worker_name() -> str:
     from celery import current_task
 
     hostname = getattr(getattr(current_task, "request", None), "hostname", None) or socket.gethostname()
-    return f"{hostname} pid {os.getpid()}"
+    return f"{hostname} pid {os.getpid()}"[-NodeRun._meta.get_field("worker").max_length :]
+
+
+def overdue_timeout(node, started_at, stale) -> float | None:
+    """The node's timeout if something of it (a node run, a shard) that started at
+    `started_at` is running a stale-time past it: its worker could not stop it."""
+    timeout = node.settings.get("timeout_seconds")
+    if timeout and started_at + timedelta(seconds=float(timeout)) < stale:
+        return float(timeout)
+    return None
 
 
 def overdue_message(timeout: float) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Exists, OuterRef, Q, Subquery, Sum
+from django.db.models import Avg, Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from nodes import data
@@ -117,9 +117,7 @@ def execute(shard_id: int) -> None:
     if not NodeShard.objects.filter(due, pk=shard_id, state=NodeState.PENDING).update(
         state=NodeState.RUNNING, started_at=now, heartbeat_at=now
     ):
-        early = NodeShard.objects.filter(pk=shard_id, state=NodeState.PENDING, ready_at__gt=now).first()
-        if early is not None:
-            enqueue([shard_id], countdown=(early.ready_at - now).total_seconds())
+        _send_again_if_early(shard_id, now)
         return
     shard = NodeShard.objects.get(pk=shard_id)
     node_run = NodeRun.objects.filter(pk=shard.node_run_id, state=NodeState.WAITING, attempt=shard.node_attempt).first()
@@ -171,6 +169,14 @@ def execute(shard_id: int) -> None:
     stage_finished(run, plan, node, node_run, shard.stage)
 
 
+def _send_again_if_early(shard_id: int, now) -> None:
+    """A shard message that came before the shard's retry was due (a redelivery): send it
+    again for then, in case it is the only one left (its worker died holding the other)."""
+    early = NodeShard.objects.filter(pk=shard_id, state=NodeState.PENDING, ready_at__gt=now).first()
+    if early is not None:
+        enqueue([shard_id], countdown=(early.ready_at - now).total_seconds())
+
+
 def _finish_shard(shard: NodeShard, **changes: Any) -> bool:
     return bool(
         NodeShard.objects.filter(pk=shard.pk, state=NodeState.RUNNING, attempt=shard.attempt).update(
@@ -207,28 +213,31 @@ def _publish_node_progress(node_run: NodeRun, stage: int) -> None:
 
 def _shard_failed(
     run: Run, plan: Plan, node: PlanNode, node_run: NodeRun, shard: NodeShard, message: str, *, retry: bool = True
-) -> None:
-    """Retry the shard while the node's retries allow; then fail the node and stop its shards."""
+) -> bool:
+    """Retry the shard while the node's retries allow; then fail the node and stop its shards.
+    False if this attempt of the shard had already ended (cancelled, or given up as overdue)."""
     label = f"shard {shard.index + 1}/{shard.of}" + (f" of stage {shard.stage + 1}" if shard.stage else "")
     retries = int(node.settings.get("retries", 0))
     if retry and shard.attempt <= retries:
         delay = float(node.settings.get("retry_backoff_seconds", 1.0)) * 2 ** (shard.attempt - 1)
-        if NodeShard.objects.filter(pk=shard.pk, state=NodeState.RUNNING, attempt=shard.attempt).update(
+        if not NodeShard.objects.filter(pk=shard.pk, state=NodeState.RUNNING, attempt=shard.attempt).update(
             state=NodeState.PENDING,
             attempt=shard.attempt + 1,
             error=message[:10000],
             ready_at=timezone.now() + timedelta(seconds=delay),
             heartbeat_at=None,
         ):
-            runtime.write_log(
-                node_run, f"{label}: attempt {shard.attempt} failed: {message}; retrying in {delay:g} s", "warning"
-            )
-            enqueue([shard.pk], countdown=delay)
-        return
+            return False
+        runtime.write_log(
+            node_run, f"{label}: attempt {shard.attempt} failed: {message}; retrying in {delay:g} s", "warning"
+        )
+        enqueue([shard.pk], countdown=delay)
+        return True
     if not _finish_shard(shard, state=NodeState.FAILED, error=message[:10000]):
-        return
+        return False
     stop_shards(node_run)
     runtime.fail(run, plan, node_run, f"{label}: {message}", retry=False)
+    return True
 
 
 def stop_shards(node_run: NodeRun) -> None:
@@ -349,16 +358,18 @@ def sweep(now, stale) -> dict[str, int]:
 def fail_overdue(stale) -> int:
     """Fail shards running a stale-time past their node's timeout (see sweeper.fail_overdue)."""
     failed = 0
-    for shard in NodeShard.objects.filter(state=NodeState.RUNNING, started_at__lt=stale):
-        node_run = NodeRun.objects.filter(pk=shard.node_run_id).first()
-        if node_run is None:
-            continue
-        run = runtime.run_for(node_run.run_id)
-        plan = runtime.plan_for(run)
+    running = NodeShard.objects.filter(
+        state=NodeState.RUNNING,
+        started_at__lt=stale,
+        node_run__state=NodeState.WAITING,
+        node_run__attempt=F("node_attempt"),
+    )
+    for shard in running.select_related("node_run__run__pipeline").defer("node_run__run__spec"):
+        node_run = shard.node_run
+        plan = runtime.plan_for(node_run.run)
         node = plan.nodes[node_run.node_key]
-        timeout = node.settings.get("timeout_seconds")
-        if timeout and shard.started_at + timedelta(seconds=float(timeout)) < stale:
-            _shard_failed(run, plan, node, node_run, shard, runtime.overdue_message(timeout))
+        timeout = runtime.overdue_timeout(node, shard.started_at, stale)
+        if timeout and _shard_failed(node_run.run, plan, node, node_run, shard, runtime.overdue_message(timeout)):
             failed += 1
     return failed
 

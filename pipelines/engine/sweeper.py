@@ -1,13 +1,13 @@
-"""The periodic safety net (Celery beat): due timers, dead workers, lost messages.
+"""The periodic safety net (Celery beat): due timers, dead workers, lost messages, nodes
+their worker could not stop at their timeout.
 
-Everything here is also done on the fast path (delayed tasks, acks); the sweeper makes it
-survive any process dying, because it works from the database alone.
+Everything here is also done on the fast path (delayed tasks, acks, SIGALRM); the sweeper
+makes it survive any process dying, because it works from the database alone.
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
 
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, Q
@@ -73,9 +73,8 @@ def fail_overdue(stale) -> int:
     # The spec is read only by a sweeper lacking the plan; most long nodes have no timeout.
     for node_run in running.select_related("run__pipeline").defer("run__spec"):
         plan = runtime.plan_for(node_run.run)
-        timeout = plan.nodes[node_run.node_key].settings.get("timeout_seconds")
-        if timeout and node_run.started_at + timedelta(seconds=float(timeout)) < stale:
-            runtime.fail(node_run.run, plan, node_run, runtime.overdue_message(timeout))
+        timeout = runtime.overdue_timeout(plan.nodes[node_run.node_key], node_run.started_at, stale)
+        if timeout and runtime.fail(node_run.run, plan, node_run, runtime.overdue_message(timeout)):
             failed += 1
     return failed + shards.fail_overdue(stale)
 

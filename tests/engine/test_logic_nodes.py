@@ -124,8 +124,9 @@ def test_parallel_branches_join(engine, alice):
 def test_parallel_branches_run_at_once_on_two_worker_instances(engine, processes, alice):
     """Two workers of one pool process each, as two machines would be: each runs a branch."""
     engine.stop()  # the two-process worker: the engine fixture starts it again for the next test
-    pair = [workers.start_worker(processes.log_dir, name=f"single{i}", concurrency=1) for i in (1, 2)]
+    pair = []
     try:
+        pair.extend(workers.start_worker(processes.log_dir, name=f"single{i}", concurrency=1) for i in (1, 2))
         doc = {
             "name": "parallel on two workers",
             "nodes": [

@@ -13,6 +13,7 @@ from datasets.models import Dataset
 from nodes.operators.chain import Chain
 from pipelines.engine import sweeper
 from pipelines.engine.runs import cancel, start_run
+from pipelines.engine.shards import task_id
 from pipelines.models import NodeRun, NodeRunLog, NodeShard, Run
 from pipelines.tasks import execute_shard
 from tests.engine.conftest import all_records, make_dataset, node, node_states, wait_for_run
@@ -237,15 +238,25 @@ def test_a_failing_shard_is_retried_alone(engine, alice):
     assert "shard 2/4: attempt 1 failed: planned failure on record 17" in log_text(run, "copy")
 
 
-def test_a_shard_message_delivered_before_its_retry_is_due_does_not_start_it_early(engine, alice):
+def test_a_shard_message_delivered_before_its_retry_is_due_does_not_start_it_early(engine, processes, alice):
+    """As for node runs (test_control.py): the worker holding the shard's delayed retry dies
+    with it, and an early redelivery is sent again for the time the retry is due."""
     dataset = make_dataset(alice, "early", [{"id": i} for i in range(40)])
     pipeline = copy_pipeline(
-        alice, dataset, settings={"retries": 1, "retry_backoff_seconds": 4}, shards=4, fail_on_id=17, fail_times=1
+        alice, dataset, settings={"retries": 1, "retry_backoff_seconds": 10}, shards=4, fail_on_id=17, fail_times=1
     )
+    log_start = len(processes.worker.output())
     run = start_run(pipeline, user=alice)
     wait_until(lambda: any(s.attempt == 2 for s in shard_rows(run)), what="shard 2's first attempt to fail")
     retried = next(s for s in shard_rows(run) if s.attempt == 2)
-    execute_shard.apply_async((retried.pk,))  # a redelivery, some 4 s early
+    received = f"[{task_id(retried.pk)}] received"
+    wait_until(lambda: processes.worker.output()[log_start:].count(received) == 2, what="the retry's delayed message")
+    wait_until(lambda: all(s.state == "succeeded" for s in shard_rows(run) if s.pk != retried.pk), what="the others")
+    processes.worker.kill()
+    processes.worker.stop()
+    processes.start_worker()  # no beat: no sweeper re-sends the lost message
+    execute_shard.apply_async((retried.pk,))  # a redelivery
+    assert timezone.now() < retried.ready_at - timedelta(seconds=2)  # sent early
 
     run = wait_for_run(run, timeout=60)
     assert run.state == "succeeded", run.error
