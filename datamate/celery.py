@@ -5,5 +5,5 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "datamate.settings")
 
 app = Celery("datamate")
-app.config_from_object("datamate.celery_config:CONFIG", namespace="CELERY")
+app.config_from_object("datamate.celery_config:CONFIG")
 app.autodiscover_tasks()
