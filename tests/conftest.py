@@ -77,6 +77,12 @@ class Processes:
         self.beat = workers.start_beat(self.log_dir)
         return self.beat
 
+    def kill_worker(self):
+        """kill -9 of the worker and its pool processes: what it held (a running node, a
+        delayed message) dies with it. Start a new one with start_worker()."""
+        self.worker.kill()
+        self.worker.stop()
+
     def stop_all(self):
         for process in (self.worker, self.beat):
             if process is not None:

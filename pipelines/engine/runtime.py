@@ -24,7 +24,7 @@ from kombu.exceptions import BatchPublishError
 
 from nodes.execution import NodeResult
 from pipelines.engine import events, statements
-from pipelines.engine.plan import READY, SKIP, WAIT, Plan, decide, failed_unhandled
+from pipelines.engine.plan import READY, SKIP, WAIT, Plan, PlanNode, decide, failed_unhandled
 from pipelines.engine.states import NodeState, RunState
 from pipelines.models import NodeRun, NodeRunLog, Pipeline, Run
 
@@ -368,6 +368,12 @@ def succeed(run: Run, plan: Plan, node_run: NodeRun, result: NodeResult, state: 
     return moved
 
 
+def retry_delay(node: PlanNode, failed_attempt: int) -> float:
+    """Seconds before the attempt after `failed_attempt`: exponential backoff (node runs and
+    shards alike)."""
+    return float(node.settings.get("retry_backoff_seconds", 1.0)) * 2 ** (failed_attempt - 1)
+
+
 def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool = True) -> bool:
     """Retry with exponential backoff while attempts remain; then fail, routing to the
     `error` handle if the node continues on failure. False if this attempt was no longer the
@@ -376,7 +382,7 @@ def fail(run: Run, plan: Plan, node_run: NodeRun, message: str, *, retry: bool =
     retries = int(node.settings.get("retries", 0))
     attempt = node_run.attempt
     if retry and attempt <= retries:
-        delay = float(node.settings.get("retry_backoff_seconds", 1.0)) * 2 ** (attempt - 1)
+        delay = retry_delay(node, attempt)
         if not transition(
             node_run,
             [NodeState.RUNNING, NodeState.WAITING],

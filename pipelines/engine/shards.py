@@ -219,7 +219,7 @@ def _shard_failed(
     label = f"shard {shard.index + 1}/{shard.of}" + (f" of stage {shard.stage + 1}" if shard.stage else "")
     retries = int(node.settings.get("retries", 0))
     if retry and shard.attempt <= retries:
-        delay = float(node.settings.get("retry_backoff_seconds", 1.0)) * 2 ** (shard.attempt - 1)
+        delay = runtime.retry_delay(node, shard.attempt)
         if not NodeShard.objects.filter(pk=shard.pk, state=NodeState.RUNNING, attempt=shard.attempt).update(
             state=NodeState.PENDING,
             attempt=shard.attempt + 1,

@@ -211,7 +211,7 @@ def claim_node_run(node_run_id: int, now, worker: str) -> NodeRun | None:
     """`ready → running`, returning the row in the same statement; None if it was not ready,
     if it is not due yet (a retry's backoff), or if its run, or the Sub-pipeline node run that
     started its run, was cancelled (rows written just after a cancel read what it had to
-    cancel). runtime.after_refused_claim handles the last two."""
+    cancel). runtime.after_refused_claim handles all but the first."""
     connection = _connection()
     sql, reader = _claim(connection.vendor)
     stamp = connection.ops.adapt_datetimefield_value(now)

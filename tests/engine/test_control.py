@@ -65,8 +65,7 @@ def test_a_message_delivered_before_the_retry_is_due_neither_starts_it_early_nor
     wait_until(lambda: flaky.get().attempt == 2, what="attempt 1 to fail")
     received = f"[{runtime.task_id(flaky.get().pk)}] received"
     wait_until(lambda: processes.worker.output()[log_start:].count(received) == 2, what="the retry's delayed message")
-    processes.worker.kill()
-    processes.worker.stop()
+    processes.kill_worker()
     processes.start_worker()  # no beat: no sweeper re-sends the lost message
     due = flaky.get().ready_at
     execute_node.apply_async((flaky.get().pk,))  # a redelivery
@@ -195,8 +194,7 @@ def test_wait_survives_a_restart_of_every_process(engine, alice, processes):
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
     wait_until(lambda: node_states(run)["pause"] == "waiting", what="the wait to start")
-    processes.worker.kill()  # kill -9: the delayed resume message dies with the worker
-    processes.worker.stop()
+    processes.kill_worker()  # kill -9: the delayed resume message dies with the worker
     time.sleep(2.5)
     assert node_states(run)["pause"] == "waiting"
     processes.start_worker()
@@ -295,8 +293,7 @@ def test_kill_9_of_a_worker_mid_node_finishes_the_node_exactly_once(engine, alic
     run = start_run(create_pipeline(alice, doc), user=alice)
     wait_until(lambda: NodeRun.objects.get(run=run, node_key="work").progress > 0.2, what="work under way")
     killed_worker = NodeRun.objects.get(run=run, node_key="work").worker
-    processes.worker.kill()
-    processes.worker.stop()
+    processes.kill_worker()
     processes.start_worker()
     processes.start_beat()
     run = wait_for_run(run, timeout=40)

@@ -252,8 +252,7 @@ def test_a_shard_message_delivered_before_its_retry_is_due_does_not_start_it_ear
     received = f"[{task_id(retried.pk)}] received"
     wait_until(lambda: processes.worker.output()[log_start:].count(received) == 2, what="the retry's delayed message")
     wait_until(lambda: all(s.state == "succeeded" for s in shard_rows(run) if s.pk != retried.pk), what="the others")
-    processes.worker.kill()
-    processes.worker.stop()
+    processes.kill_worker()
     processes.start_worker()  # no beat: no sweeper re-sends the lost message
     execute_shard.apply_async((retried.pk,))  # a redelivery
     assert timezone.now() < retried.ready_at - timedelta(seconds=2)  # sent early
@@ -302,8 +301,7 @@ def test_kill_9_of_a_worker_mid_shard_reruns_only_the_lost_shards(engine, alice,
     dataset = make_dataset(alice, "chaos", [{"id": i} for i in range(30)])
     run = start_run(copy_pipeline(alice, dataset, shards=3, sleep=3), user=alice)
     wait_until(lambda: NodeShard.objects.filter(node_run__run=run, state="running").count() == 2, what="2 shards")
-    processes.worker.kill()
-    processes.worker.stop()
+    processes.kill_worker()
     processes.start_worker()
     processes.start_beat()
     run = wait_for_run(run, timeout=60)
