@@ -148,11 +148,9 @@ def test_wait_holds_no_worker(engine, alice):
         "edges": [edge("wait1", "after1"), edge("wait2", "after2")],
     }
     run = start_run(create_pipeline(alice, doc), user=alice)
-    wait_until(lambda: all(NodeRun.objects.get(run=run, node_key=f"quick{i}").state == "succeeded" for i in range(6)),
-               timeout=5.8, what="quick steps while both waits wait")  # fmt: skip
-    assert set(NodeRun.objects.filter(run=run, node_key__startswith="wait").values_list("state", flat=True)) == {
-        "waiting"
-    }
+    # A wait may be claimed after the quick steps: it is then `running` for a moment.
+    wanted = {**{f"quick{i}": "succeeded" for i in range(6)}, "wait1": "waiting", "wait2": "waiting"}
+    wait_until(lambda: wanted.items() <= node_states(run).items(), timeout=5.8, what="quick steps while both wait")
     run = wait_for_run(run)
     assert run.state == "succeeded"
     for i in (1, 2):
